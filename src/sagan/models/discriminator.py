@@ -1,0 +1,57 @@
+"""SAGAN discriminator: residual down-blocks, self-attention at chosen feature resolutions, ReLU, global sum
+pooling and a projection head (Miyato & Koyama 2018): D(x, y) = linear(h) + <embed(y), h>."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sagan.config import ModelConfig
+from sagan.layers import DBlock, SelfAttention2d
+from sagan.layers.spectral import apply_spectral_norm, init_weights
+from sagan.models.generator import make_attention
+
+
+class Discriminator(nn.Module):
+    """x: (B, C, R, R) in [-1, 1], y: (B,) int64 labels or None when unconditional -> logits (B,)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleList()
+        self.attn_names: dict[int, str] = {}
+        in_ch = cfg.img_channels
+        resolutions = cfg.d_feature_resolutions()
+        for i, (mult, down) in enumerate(zip(cfg.d_channel_mult, cfg.d_downsample, strict=True)):
+            out_ch = cfg.d_channels * mult
+            self.blocks.append(DBlock(in_ch, out_ch, downsample=down, preactivation=i > 0))
+            # Attention once per feature resolution: after the first block that produces it.
+            if resolutions[i] in cfg.d_attn_resolutions and resolutions[i] not in resolutions[:i]:
+                self.attn_names[len(self.blocks)] = f"d{resolutions[i]}"
+                self.blocks.append(make_attention(out_ch, cfg))
+            in_ch = out_ch
+        self.linear = nn.Linear(in_ch, 1)
+        self.embed = nn.Embedding(cfg.num_classes, in_ch) if cfg.num_classes > 0 else None
+        init_weights(self, cfg.init)
+        apply_spectral_norm(self, cfg.sn_eps, cfg.sn_power_iterations)
+
+    def attention_layers(self) -> dict[str, SelfAttention2d]:
+        """Attention blocks by name ("d<feature resolution>"), in forward order."""
+        return {name: self.blocks[i] for i, name in self.attn_names.items()}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, R, R) -> h: (B, C_last), ReLU then sum over positions."""
+        h = x
+        for block in self.blocks:
+            h = block(h)
+        return F.relu(h).sum(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        out = self.linear(h).squeeze(1)  # (B,)
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this discriminator is conditional: pass class labels y")
+            out = out + (self.embed(y) * h).sum(dim=1)  # projection term
+        return out

@@ -1,0 +1,61 @@
+"""SAGAN generator: linear -> 4x4, residual up-blocks with conditional BN, self-attention at chosen
+feature resolutions, BN-ReLU-conv3-tanh (official code's `generator_test`, BigGAN-PyTorch's `Generator`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sagan.config import ModelConfig
+from sagan.layers import ConditionalBatchNorm2d, GBlock, SelfAttention2d
+from sagan.layers.spectral import apply_spectral_norm, init_weights
+
+
+def make_attention(channels: int, cfg: ModelConfig) -> SelfAttention2d:
+    """A self-attention block as `cfg` describes it, without spectral norm (the model registers it)."""
+    return SelfAttention2d(
+        channels, variant=cfg.attn_variant, qk_ratio=cfg.attn_qk_ratio, v_ratio=cfg.value_ratio, spectral_norm=False
+    )
+
+
+class Generator(nn.Module):
+    """z: (B, z_dim), y: (B,) int64 labels or None when unconditional -> images (B, C, R, R) in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ch = [cfg.g_channels * m for m in cfg.g_channel_mult]
+        self.linear = nn.Linear(cfg.z_dim, ch[0] * 4 * 4)
+        self.blocks = nn.ModuleList()
+        self.attn_names: dict[int, str] = {}  # index in blocks -> public name, e.g. "g32"
+        for i, res in enumerate(cfg.g_feature_resolutions()):
+            if i > 0:
+                self.blocks.append(GBlock(ch[i - 1], ch[i], cfg.num_classes, cfg.bn_eps))
+            if res in cfg.g_attn_resolutions:
+                self.attn_names[len(self.blocks)] = f"g{res}"
+                self.blocks.append(make_attention(ch[i], cfg))
+        self.out_bn = nn.BatchNorm2d(ch[-1], eps=cfg.bn_eps)
+        self.out_conv = nn.Conv2d(ch[-1], cfg.img_channels, 3, padding=1)
+
+        cbn_embeddings = [e for m in self.modules() if isinstance(m, ConditionalBatchNorm2d) for e in m.embeddings()]
+        init_weights(self, cfg.init, skip=[] if cfg.cbn_spectral_norm else cbn_embeddings)
+        if cfg.g_spectral_norm:
+            apply_spectral_norm(
+                self, cfg.sn_eps, cfg.sn_power_iterations, skip=[] if cfg.cbn_spectral_norm else cbn_embeddings
+            )
+        elif cfg.cbn_spectral_norm:
+            for e in cbn_embeddings:
+                apply_spectral_norm(e, cfg.sn_eps, cfg.sn_power_iterations)
+
+    def attention_layers(self) -> dict[str, SelfAttention2d]:
+        """Attention blocks by name ("g<feature resolution>"), in forward order."""
+        return {name: self.blocks[i] for i, name in self.attn_names.items()}
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cfg.num_classes > 0 and y is None:
+            raise ValueError("this generator is conditional: pass class labels y")
+        h = self.linear(z).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
+        for block in self.blocks:
+            h = block(h, y) if isinstance(block, GBlock) else block(h)
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))

@@ -1,0 +1,141 @@
+"""SelfAttention2d against an explicit float64 formula written here from the block's own weights."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sagan import SelfAttention2d
+
+torch.set_default_dtype(torch.float32)
+
+
+def weight(conv):
+    """The effective (spectrally normalised) 1x1 conv weight as a (out, in) float64 matrix."""
+    return conv.weight.detach().double()[:, :, 0, 0]
+
+
+def reference(block, x):
+    """SAGAN Eq. 1-3 with loops-free but transparent maths, in float64.
+
+    f = key, g = query, h = value, v = out. s[j, i] = f(x_i) . g(x_j); beta[j] = softmax over i.
+    """
+    x = x.double()
+    B, C, H, W = x.shape
+    f = torch.einsum("oc,bchw->bohw", weight(block.key), x)
+    g = torch.einsum("oc,bchw->bohw", weight(block.query), x)
+    h = torch.einsum("oc,bchw->bohw", weight(block.value), x)
+    if block.variant == "official":  # keys and values are 2x2 max-pooled
+        f, h = F.max_pool2d(f, 2), F.max_pool2d(h, 2)
+    f, h, g = f.flatten(2), h.flatten(2), g.flatten(2)  # (B, d, M), (B, e, M), (B, d, N)
+    s = torch.einsum("bdi,bdj->bji", f, g)  # s[b, j, i] = f(x_i)^T g(x_j), no scaling
+    beta = torch.exp(s - s.amax(-1, keepdim=True))
+    beta = beta / beta.sum(-1, keepdim=True)  # normalise over attended positions i
+    o = torch.einsum("bji,bei->bej", beta, h)  # sum_i beta_ji h(x_i)
+    o = torch.einsum("ce,bej->bcj", weight(block.out), o).reshape(B, C, H, W)
+    return x + block.gamma.detach().double() * o, beta
+
+
+@pytest.fixture(params=["official", "paper"])
+def block(request):
+    torch.manual_seed(0)
+    b = SelfAttention2d(16, variant=request.param, init="normal").eval()
+    with torch.no_grad():
+        b.gamma.fill_(0.7)
+        for conv in (b.query, b.key, b.value, b.out):  # larger weights give a peaked, informative map
+            conv.parametrizations.weight.original.mul_(30.0)
+    return b
+
+
+def test_widths_follow_variant():
+    off, pap = SelfAttention2d(64, "official"), SelfAttention2d(64, "paper")
+    assert (off.query.out_channels, off.key.out_channels, off.value.out_channels) == (8, 8, 32)
+    assert (pap.query.out_channels, pap.key.out_channels, pap.value.out_channels) == (8, 8, 8)
+    assert off.out.in_channels == 32 and off.out.out_channels == 64 and pap.out.in_channels == 8
+    assert SelfAttention2d(64, "official", qk_ratio=4, v_ratio=4).value.out_channels == 16
+
+
+def test_matches_explicit_float64_formula(block):
+    x = torch.randn(2, 16, 8, 8)
+    y_ref, beta_ref = reference(block, x)
+    y, attn = block(x, return_attn=True)
+    m = 16 if block.variant == "official" else 64
+    assert attn.shape == (2, 64, m)
+    assert beta_ref.std() > 1e-3  # the map is not uniform, so a wrong axis or transpose shows
+    torch.testing.assert_close(attn.double(), beta_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(y.double(), y_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(block(x).double(), y_ref, atol=1e-4, rtol=1e-4)  # fast path too
+
+
+@pytest.mark.parametrize("block", ["paper"], indirect=True)  # square map: N queries, N keys
+def test_transposed_map_would_fail(block):
+    """Guard that the reference distinguishes the classic bug (softmax over the wrong axis)."""
+    x = torch.randn(2, 16, 8, 8)
+    _, attn = block(x, return_attn=True)
+    assert not torch.allclose(attn, attn.transpose(1, 2), atol=1e-3)
+    assert not torch.allclose(attn.sum(1), torch.ones(2, 64), atol=1e-3)  # columns do not sum to 1
+
+
+def test_rows_sum_to_one(block):
+    _, attn = block(torch.randn(3, 16, 8, 8), return_attn=True)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3, 64))
+    assert (attn >= 0).all()
+
+
+def test_fast_path_equals_explicit_path(block):
+    x = torch.randn(2, 16, 16, 16)
+    y_fast = block(x)
+    y_slow, _ = block(x, return_attn=True)
+    torch.testing.assert_close(y_fast, y_slow, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["official", "paper"])
+def test_gamma_zero_is_identity_and_gamma_gets_gradient(variant):
+    torch.manual_seed(0)
+    b = SelfAttention2d(16, variant)
+    assert b.gamma.item() == 0.0
+    x = torch.randn(2, 16, 8, 8)
+    y = b(x)
+    assert torch.equal(y, x)
+    y.square().sum().backward()
+    assert b.gamma.grad is not None and b.gamma.grad.abs() > 0
+
+
+def test_attention_convs_are_spectrally_normalised():
+    b = SelfAttention2d(16)
+    for name in ("query", "key", "value", "out"):
+        assert hasattr(getattr(b, name), "parametrizations"), name
+    b = SelfAttention2d(16, spectral_norm=False)
+    assert not hasattr(b.query, "parametrizations")
+
+
+def test_odd_map_rejected_by_official_variant():
+    with pytest.raises(ValueError, match="even"):
+        SelfAttention2d(16)(torch.randn(1, 16, 7, 7))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_stable_under_autocast(block, dtype):
+    x = torch.randn(2, 16, 8, 8)
+    y32, a32 = block(x, return_attn=True)
+    with torch.autocast("cpu", dtype=dtype):
+        y_fast = block(x)
+        y_slow, a = block(x, return_attn=True)
+    assert a.dtype == torch.float32 and torch.isfinite(a).all()
+    torch.testing.assert_close(a.sum(-1), torch.ones_like(a.sum(-1)))
+    for y in (y_fast, y_slow):
+        assert torch.isfinite(y).all()
+        assert (y.float() - y32).abs().max() < 0.1 * y32.abs().max()
+
+
+@pytest.mark.skipif(not hasattr(torch, "_fused_sdp_choice"), reason="this torch cannot report its SDPA choice")
+@pytest.mark.parametrize("variant", ["official", "paper"])
+def test_fast_path_inputs_select_a_fused_kernel(variant):
+    """A wider value than query would make torch fall back to the math kernel (full N x M map)."""
+    from torch.nn.attention import SDPBackend
+
+    from sagan.layers.attention import split_heads
+
+    b = SelfAttention2d(64, variant)
+    q, k, v = split_heads(*b.qkv(torch.randn(2, 64, 16, 16)))
+    assert q.shape[-1] == k.shape[-1] == v.shape[-1] == 8
+    assert torch._fused_sdp_choice(q, k, v, scale=1.0) != SDPBackend.MATH.value

@@ -1,0 +1,176 @@
+"""Shapes, ranges, spectral norm coverage and the projection head of G and D."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from sagan import ConditionalBatchNorm2d, Discriminator, Generator, ModelConfig
+from sagan.layers.spectral import spectrally_normalised, weighted_layers
+
+
+def small(resolution, num_classes, **kw):
+    attn = {32: (16,), 64: (32,), 128: (32,)}[resolution]
+    return ModelConfig(
+        resolution=resolution,
+        num_classes=num_classes,
+        z_dim=16,
+        g_channels=8,
+        d_channels=8,
+        g_attn_resolutions=attn,
+        d_attn_resolutions=attn,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+@pytest.mark.parametrize("num_classes", [0, 5])
+def test_shapes_and_ranges(resolution, num_classes):
+    torch.manual_seed(0)
+    cfg = small(resolution, num_classes, img_channels=3 if resolution > 32 else 1)
+    G, D = Generator(cfg), Discriminator(cfg)
+    z = torch.randn(3, cfg.z_dim)
+    y = torch.randint(0, num_classes, (3,)) if num_classes else None
+    x = G(z, y)
+    assert x.shape == (3, cfg.img_channels, resolution, resolution)
+    assert x.min() >= -1 and x.max() <= 1 and x.std() > 0
+    logits = D(x, y)
+    assert logits.shape == (3,) and torch.isfinite(logits).all()
+    assert len(G.attention_layers()) == 1 and len(D.attention_layers()) == 1
+
+
+def test_conditional_models_require_labels():
+    cfg = small(32, 5)
+    with pytest.raises(ValueError, match="conditional"):
+        Generator(cfg)(torch.randn(2, 16))
+    with pytest.raises(ValueError, match="conditional"):
+        Discriminator(cfg)(torch.randn(2, 3, 32, 32))
+
+
+def sn_targets(model, include_cbn):
+    skip = (
+        []
+        if include_cbn
+        else [e for m in model.modules() if isinstance(m, ConditionalBatchNorm2d) for e in m.embeddings()]
+    )
+    return weighted_layers(model, skip)
+
+
+@pytest.mark.parametrize("cbn_sn", [False, True])
+def test_every_weight_layer_is_spectrally_normalised(cbn_sn):
+    cfg = small(32, 5, cbn_spectral_norm=cbn_sn)
+    for model in (Generator(cfg), Discriminator(cfg)):
+        expected = sn_targets(model, include_cbn=cbn_sn or isinstance(model, Discriminator))
+        got = spectrally_normalised(model)
+        assert len(expected) > 10
+        assert {id(m) for m in got} == {id(m) for m in expected}
+    # The attention convs and the projection embedding are among them.
+    D = Discriminator(cfg)
+    attn = next(iter(D.attention_layers().values()))
+    assert {id(attn.query), id(attn.key), id(attn.value), id(attn.out), id(D.embed)} <= {
+        id(m) for m in spectrally_normalised(D)
+    }
+
+
+def test_sn_switch_off_in_generator_only():
+    cfg = small(32, 5, g_spectral_norm=False)
+    assert spectrally_normalised(Generator(cfg)) == []
+    assert len(spectrally_normalised(Discriminator(cfg))) == len(weighted_layers(Discriminator(cfg)))
+
+
+@pytest.mark.parametrize("init", ["normal", "xavier", "orthogonal"])
+def test_normalised_weights_have_unit_spectral_norm(init):
+    torch.manual_seed(0)
+    cfg = small(32, 5, init=init, cbn_spectral_norm=True)
+    G, D = Generator(cfg), Discriminator(cfg)
+    z, y = torch.randn(4, 16), torch.randint(0, 5, (4,))
+    # Each training-mode forward runs one more power iteration. Near-degenerate spectra (xavier-uniform on
+    # thin matrices) converge slowly, so give it 50; in training the weights move slowly between steps.
+    with torch.no_grad():
+        for _ in range(50):
+            D(G(z, y), y)
+    for model in (G, D):
+        model.eval()
+        for m in spectrally_normalised(model):
+            w = m.weight.detach()
+            sigma = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2)
+            assert abs(sigma.item() - 1.0) < 0.02, (type(m).__name__, tuple(w.shape), sigma.item())
+
+
+def test_sn_settings_are_passed_through():
+    cfg = small(32, 0, sn_eps=1e-3, sn_power_iterations=3)
+    sn = Discriminator(cfg).linear.parametrizations.weight[0]
+    assert sn.eps == 1e-3 and sn.n_power_iterations == 3
+
+
+def test_class_changes_d_only_through_projection():
+    torch.manual_seed(0)
+    cfg = small(32, 5)
+    D = Discriminator(cfg).eval()
+    x = torch.randn(4, 3, 32, 32)
+    y1, y2 = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 4, 0, 1])
+    h = D.features(x).double()
+    E = D.embed.weight.detach().double()
+    expected = ((E[y1] - E[y2]) * h).sum(1)
+    torch.testing.assert_close((D(x, y1) - D(x, y2)).double(), expected, atol=1e-3, rtol=1e-4)
+    assert expected.abs().min() > 1e-4  # the class matters at all
+    # Without the projection term, D is the linear head alone.
+    lin = D.linear(D.features(x)).squeeze(1)
+    torch.testing.assert_close(D(x, y1) - (D.embed(y1) * D.features(x)).sum(1), lin, atol=1e-4, rtol=1e-5)
+
+
+def test_conditional_bn_starts_as_plain_bn_and_depends_on_class():
+    torch.manual_seed(0)
+    cbn = ConditionalBatchNorm2d(6, num_classes=3)
+    x = torch.randn(4, 6, 5, 5)
+    plain = nn.BatchNorm2d(6, affine=False)
+    torch.testing.assert_close(cbn(x, torch.tensor([0, 1, 2, 0])), plain(x))
+    with torch.no_grad():
+        cbn.embed_gain.weight[1] = 1.0  # class 1: gain 2
+        cbn.embed_bias.weight[2] = 0.5  # class 2: bias 0.5
+    out = cbn(x, torch.tensor([0, 1, 2, 0]))
+    ref = plain(x)
+    torch.testing.assert_close(out[1], 2 * ref[1])
+    torch.testing.assert_close(out[2], ref[2] + 0.5)
+    torch.testing.assert_close(out[0], ref[0])
+
+
+def test_unconditional_bn_is_affine_bn():
+    cbn = ConditionalBatchNorm2d(6)
+    assert cbn.bn.affine and cbn.embeddings() == []
+
+
+@pytest.mark.parametrize(
+    "resolution,expected", [(32, [16, 8, 8, 8]), (64, [32, 16, 8, 4, 4]), (128, [64, 32, 16, 8, 4, 4])]
+)
+def test_d_feature_resolutions(resolution, expected):
+    assert small(resolution, 0).d_feature_resolutions() == expected
+
+
+def test_attention_at_several_resolutions():
+    cfg = ModelConfig(
+        resolution=64, g_channels=8, d_channels=8, g_attn_resolutions=(16, 32, 64), d_attn_resolutions=(8, 32)
+    )
+    assert list(Generator(cfg).attention_layers()) == ["g16", "g32", "g64"]
+    assert list(Discriminator(cfg).attention_layers()) == ["d32", "d8"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(resolution=48),
+        dict(g_attn_resolutions=(7,)),
+        dict(attn_variant="x"),
+        dict(init="kaiming"),
+        dict(img_channels=2),
+        dict(g_channel_mult=(1, 2)),
+    ],
+)
+def test_bad_config_is_rejected(bad):
+    with pytest.raises(ValueError):
+        ModelConfig(**bad)
+
+
+def test_paper_variant_in_models():
+    cfg = small(32, 0, attn_variant="paper")
+    attn = next(iter(Generator(cfg).attention_layers().values()))
+    assert attn.variant == "paper" and attn.value.out_channels == attn.query.out_channels
