@@ -128,16 +128,70 @@ class ModelConfig:
         return 2 if self.attn_variant == "official" else self.attn_qk_ratio
 
 
-def model_config_from_dict(d: dict) -> ModelConfig:
-    """Build a ModelConfig from a dict (e.g. a checkpoint's), rejecting unknown keys."""
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
+@dataclass
+class TrainConfig:
+    """Data, optimisation, precision and bookkeeping of a training run. Steps count G updates."""
+
+    data: str = "shapes"  # shapes | mnist | fashion-mnist | cifar10 | cifar100 | path to a folder of images
+    data_root: str = ""  # torchvision datasets; "" -> $SAGAN_DATA_ROOT, else ~/.cache/sagan/data
+    download: bool = False
+    unconditional: bool = False  # ignore the dataset's labels
+    hflip: bool = False  # random horizontal flips of real images
+    outdir: str = "runs"
+    steps: int = 100_000
+    batch_size: int = 64  # per process
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    loss: str = "hinge"  # hinge | ns
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    d_steps: int = 1  # D updates per G update
+    use_ema: bool = True
+    ema_decay: float = 0.9999
+    ema_start_step: int = 1000  # G_ema copies G until then
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = -1  # -1: min(4, cpu count) on CUDA, 0 on CPU
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 1000  # rewrite checkpoints/latest.pt
+    snapshot_every: int = 10_000  # keep checkpoints/step-NNNNNNN.pt
+    keep_snapshots: int = 5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError on impossible values."""
+        positive = ("steps", "batch_size", "d_steps", "log_every", "sample_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.snapshot_every < 0 or self.keep_snapshots < 0:
+            raise ValueError("snapshot_every and keep_snapshots must be >= 0")
+        if self.loss not in ("hinge", "ns"):
+            raise ValueError(f"loss must be 'hinge' or 'ns', got {self.loss!r}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+        if self.lr_g <= 0 or self.lr_d <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("learning rates must be > 0 and betas in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+def from_dict(cls, d: dict):
+    """Build a config dataclass from a dict (e.g. a checkpoint's), rejecting unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-    return ModelConfig(**d)
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**d)
 
 
-# Model parts of the named presets. Training parts are added in `PRESETS` below.
+# Named presets: overrides of ModelConfig ("model") and TrainConfig ("train") defaults.
 MODEL_PRESETS: dict[str, dict] = {
     "demo": dict(
         resolution=32,
@@ -171,7 +225,62 @@ MODEL_PRESETS: dict[str, dict] = {
     "imagenet64": dict(resolution=64, num_classes=1000, g_attn_resolutions=(32,), d_attn_resolutions=(32,)),
     "imagenet128-official": dict(resolution=128, num_classes=1000, g_attn_resolutions=(32,), d_attn_resolutions=(32,)),
     "imagenet128-paper": dict(resolution=128, num_classes=1000, g_attn_resolutions=(32,), d_attn_resolutions=(32,)),
+    # BigGAN-PyTorch's SAGAN script: attention at 64, xavier init, SN eps 1e-8 (its shared class embedding
+    # for cBN is not reproduced: each cBN layer has its own embeddings).
     "imagenet128-biggan": dict(
-        resolution=128, num_classes=1000, z_dim=120, g_attn_resolutions=(64,), d_attn_resolutions=(64,)
+        resolution=128,
+        num_classes=1000,
+        g_attn_resolutions=(64,),
+        d_attn_resolutions=(64,),
+        init="xavier",
+        sn_eps=1e-8,
     ),
 }
+
+_CIFAR_STRONG = dict(batch_size=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, d_steps=5)
+_TTUR_PAPER = dict(lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, d_steps=1)
+_IMAGENET = dict(data="imagenet", batch_size=256, steps=1_000_000, hflip=True, use_ema=False)
+TRAIN_PRESETS: dict[str, dict] = {
+    # About 10 minutes on 2 CPU cores; samples show the shapes.
+    "demo": dict(
+        data="shapes",
+        steps=1200,
+        batch_size=32,
+        lr_g=2e-4,
+        lr_d=4e-4,
+        beta1=0.0,
+        beta2=0.9,
+        ema_decay=0.99,
+        ema_start_step=200,
+        log_every=20,
+        sample_every=200,
+        checkpoint_every=200,
+        snapshot_every=0,
+    ),
+    "mnist": dict(data="mnist", steps=20_000, **_TTUR_PAPER),
+    "fashion-mnist": dict(data="fashion-mnist", steps=20_000, **_TTUR_PAPER),
+    # The strong reproductions' CIFAR-10 recipe (e.g. StudioGAN, mimicry).
+    "cifar10": dict(data="cifar10", steps=100_000, hflip=False, **_CIFAR_STRONG),
+    # The paper's TTUR settings on CIFAR-10.
+    "cifar10-ttur": dict(data="cifar10", steps=100_000, batch_size=64, **_TTUR_PAPER),
+    "imagenet64": dict(_IMAGENET, **_TTUR_PAPER),
+    # brain-research/self-attention-gan: TTUR with Adam betas (0, 0.999).
+    "imagenet128-official": dict(_IMAGENET, lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.999, d_steps=1),
+    # The paper's text: betas (0, 0.9).
+    "imagenet128-paper": dict(_IMAGENET, **_TTUR_PAPER),
+    # BigGAN-PyTorch scripts/launch_SAGAN_bs128x2_ema.sh: batch 128 x 2 accumulations (one batch of 256 here),
+    # lr 1e-4/4e-4, betas (0, 0.999), EMA 0.9999 from step 2000.
+    "imagenet128-biggan": dict(
+        _IMAGENET,
+        lr_g=1e-4,
+        lr_d=4e-4,
+        beta1=0.0,
+        beta2=0.999,
+        d_steps=1,
+        use_ema=True,
+        ema_decay=0.9999,
+        ema_start_step=2000,
+    ),
+}
+PRESETS = tuple(MODEL_PRESETS)
+assert set(TRAIN_PRESETS) == set(MODEL_PRESETS)

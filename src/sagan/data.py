@@ -1,0 +1,246 @@
+"""Datasets: the built-in `shapes`, torchvision's standard sets, and folders of images; an infinite sampler.
+
+Every dataset yields (x, y): x a float tensor (C, R, R) in [-1, 1], y an int class label (0 when the data has
+no classes). `dataset_info` tells the number of classes and channels without loading anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, Sampler
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
+SHAPE_NAMES = ("circle", "square", "triangle", "ring")
+# name -> (torchvision class, number of classes, channels, folder name under the data root)
+TORCHVISION = {
+    "mnist": ("MNIST", 10, 1),
+    "fashion-mnist": ("FashionMNIST", 10, 1),
+    "cifar10": ("CIFAR10", 10, 3),
+    "cifar100": ("CIFAR100", 100, 3),
+}
+
+
+@dataclass
+class DatasetInfo:
+    num_classes: int
+    channels: int
+
+
+def default_data_root() -> Path:
+    """$SAGAN_DATA_ROOT if set, else ~/.cache/sagan/data."""
+    return Path(os.environ.get("SAGAN_DATA_ROOT") or Path.home() / ".cache" / "sagan" / "data")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Classes and channels of a dataset name or image folder, without loading images."""
+    if name == "shapes":
+        return DatasetInfo(len(SHAPE_NAMES), 3)
+    if name in TORCHVISION:
+        return DatasetInfo(TORCHVISION[name][1], TORCHVISION[name][2])
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise ValueError(
+            f"unknown dataset {name!r}: use shapes, {', '.join(TORCHVISION)}, or the path of a folder of images"
+            + (" (ImageNet: pass --data /path/to/train with one sub-folder per class)" if "imagenet" in name else "")
+        )
+    return DatasetInfo(len(_class_dirs(folder)), 3)
+
+
+def load_dataset(
+    name: str,
+    resolution: int,
+    channels: int,
+    data_root: str = "",
+    download: bool = False,
+    seed: int = 0,
+    train: bool = True,
+) -> Dataset:
+    """The dataset `name` at `resolution` px with `channels` channels (1 or 3), values in [-1, 1].
+
+    `train` picks the split of torchvision datasets; shapes and image folders have one split.
+    """
+    info = dataset_info(name)
+    if channels == 1 and info.channels == 3:
+        raise ValueError(f"{name} has colour images; train it with 3 image channels")
+    if name == "shapes":
+        return ShapesDataset(resolution, seed=seed)
+    if name in TORCHVISION:
+        root = Path(data_root).expanduser() if data_root else default_data_root()
+        return _torchvision_dataset(name, root, resolution, channels, download, train)
+    return ImageFolderDataset(name, resolution, channels)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    return im.convert("RGB")
+
+
+def _to_gray(im: Image.Image) -> Image.Image:
+    return im.convert("L")
+
+
+def _transform(resolution: int, channels: int):
+    """PIL image -> (channels, resolution, resolution) in [-1, 1]; grayscale is repeated to RGB if asked."""
+    from torchvision import transforms as T
+
+    convert = T.Lambda(_to_rgb if channels == 3 else _to_gray)  # module-level functions pickle for workers
+    steps = [convert, T.Resize(resolution), T.CenterCrop(resolution), T.ToTensor()]
+    return T.Compose([*steps, T.Normalize([0.5] * channels, [0.5] * channels)])
+
+
+def _torchvision_dataset(name: str, root: Path, resolution: int, channels: int, download: bool, train: bool) -> Dataset:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, TORCHVISION[name][0])
+    # MNIST-style sets check for extracted files; if the original archives sit in raw/ with the right md5,
+    # torchvision's download() verifies and extracts them without touching the network.
+    raw = root / cls.__name__ / "raw"
+    resources = getattr(cls, "resources", [])
+    local_archives = bool(resources) and all((raw / Path(url).name).is_file() for url, _ in resources)
+    try:
+        return cls(
+            str(root), train=train, download=download or local_archives, transform=_transform(resolution, channels)
+        )
+    except RuntimeError as e:
+        expected = raw if resources else root
+        raise FileNotFoundError(
+            f"{name} not found under {root} (expected files in {expected}); pass --download to fetch it, "
+            f"or --data-root pointing at a folder that has it ({e})"
+        ) from None
+
+
+class ShapesDataset(Dataset):
+    """Procedural, mirror-symmetric images of simple shapes; needs no download.
+
+    Image i is a function of (seed, i) alone. Its label is the kind of shape (SHAPE_NAMES). The left half holds
+    one shape on a random background colour, and the right half is its exact mirror image, so every real
+    image is symmetric about the vertical axis: the symmetry error of generated images measures whether G
+    keeps distant parts of an image consistent.
+
+    x: (3, resolution, resolution) in [-1, 1]; y: int in [0, 4).
+    """
+
+    def __init__(self, resolution: int = 32, length: int = 50_000, seed: int = 0, supersample: int = 4):
+        if resolution < 4 or resolution % 2:
+            raise ValueError(f"shapes needs an even resolution >= 4, got {resolution}")
+        self.resolution, self.length, self.seed, self.supersample = resolution, length, seed, supersample
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index])
+        label = int(rng.integers(len(SHAPE_NAMES)))
+        half = render_shape_half(rng, label, self.resolution, self.supersample)  # (R, R/2, 3) in [0, 1]
+        img = np.concatenate([half, half[:, ::-1]], axis=1)  # mirror about the vertical axis
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float() * 2 - 1
+        return x, label
+
+
+def render_shape_half(rng: np.random.Generator, label: int, resolution: int, supersample: int) -> np.ndarray:
+    """Left half (resolution, resolution // 2, 3) in [0, 1]: one anti-aliased shape of kind `label`."""
+    s = supersample
+    h, w = resolution * s, resolution // 2 * s
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / h  # unit = image height
+    size = rng.uniform(0.11, 0.17)
+    cy, cx = rng.uniform(0.25, 0.75), rng.uniform(0.18, 0.32)  # the shape stays inside the left half
+    dy, dx = yy - cy, xx - cx
+    if label == 0:  # circle
+        mask = dx**2 + dy**2 <= size**2
+    elif label == 1:  # square
+        mask = (np.abs(dx) <= size * 0.85) & (np.abs(dy) <= size * 0.85)
+    elif label == 2:  # upward triangle
+        mask = (dy <= size) & (dy >= -size) & (np.abs(dx) <= (dy + size) * 0.6)
+    else:  # ring
+        r2 = dx**2 + dy**2
+        mask = (r2 <= size**2) & (r2 >= (0.55 * size) ** 2)
+    background = rng.uniform(0.0, 0.35, size=3)
+    colour = rng.uniform(0.55, 1.0, size=3)
+    img = np.where(mask[..., None], colour, background).astype(np.float32)
+    return img.reshape(resolution, s, resolution // 2, s, 3).mean(axis=(1, 3))  # box-filter the supersamples
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    """Sub-folders that contain images directly; empty for a flat folder."""
+    return sorted(d for d in folder.iterdir() if d.is_dir() and any(_image_files(d)))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+
+
+class ImageFolderDataset(Dataset):
+    """Images in `folder`: one sub-folder per class gives labels; a flat folder is unconditional (label 0).
+
+    Images are resized (shorter side) and centre-cropped to `resolution`. Unreadable files are skipped and
+    counted in the log; an empty folder, or one where most files are unreadable, raises ValueError.
+    """
+
+    def __init__(self, folder: str | Path, resolution: int, channels: int = 3):
+        from tqdm.auto import tqdm
+
+        self.folder = Path(folder).expanduser()
+        classes = _class_dirs(self.folder)
+        self.classes = [d.name for d in classes]
+        groups = [(i, _image_files(d)) for i, d in enumerate(classes)] or [(0, _image_files(self.folder))]
+        candidates = [(p, label) for label, files in groups for p in files]
+        if not candidates:
+            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {self.folder}")
+        self.samples = [
+            (p, y) for p, y in tqdm(candidates, desc="checking images", leave=False, disable=None) if _readable(p)
+        ]
+        skipped = len(candidates) - len(self.samples)
+        if skipped:
+            log.warning("skipped %d unreadable of %d image files in %s", skipped, len(candidates), self.folder)
+        if len(self.samples) < len(candidates) / 2:
+            raise ValueError(f"{skipped} of {len(candidates)} image files in {self.folder} are unreadable")
+        self.transform = _transform(resolution, channels)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        with Image.open(path) as im:
+            return self.transform(im), label
+
+
+class InfiniteSampler(Sampler):
+    """Endless indices: epoch e is a permutation seeded by (seed, e), dealt round-robin to the ranks.
+
+    The stream is a function of (seed, rank, world_size) alone, so `start` (indices already consumed by this
+    rank) resumes it exactly.
+    """
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1, seed: int = 0, start: int = 0):
+        if size < world_size:
+            raise ValueError(f"dataset of {size} items is too small for {world_size} processes")
+        self.size, self.rank, self.world_size, self.seed, self.start = size, rank, world_size, seed, start
+
+    def __iter__(self):
+        per_epoch = self.size // self.world_size
+        epoch, offset = divmod(self.start, per_epoch)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(self.size, generator=g)[self.rank :: self.world_size][:per_epoch]
+            yield from perm[offset:].tolist()
+            epoch, offset = epoch + 1, 0

@@ -1,0 +1,50 @@
+"""Shared fixtures. Real data for tests comes from $SAGAN_SHARED_DATA (default ~/.cache/sagan-shared-data),
+which `../shared/data/fetch.sh` fills; tests that need it skip, saying so, only when it is absent."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("SAGAN_SHARED_DATA") or Path.home() / ".cache" / "sagan-shared-data")
+
+# A tiny model and run, fast on CPU: attention in G and D at 16 px.
+TINY_SETS = [
+    "g_channels=4",
+    "d_channels=4",
+    "z_dim=8",
+    "log_every=1",
+    "sample_every=2",
+    "checkpoint_every=2",
+    "snapshot_every=2",
+    "keep_snapshots=1",
+    "ema_start_step=1",
+    "ema_decay=0.9",
+]
+
+
+def tiny_args(outdir, steps=4, extra=()):
+    args = ["train", "--outdir", str(outdir), "--steps", str(steps), "--batch-size", "4", "--device", "cpu"]
+    for s in TINY_SETS:
+        args += ["--set", s]
+    return args + list(extra)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root(tmp_path_factory):
+    """A torchvision data root holding the real Fashion-MNIST archives (links to the shared files)."""
+    src = SHARED_DATA / "fashion-mnist"
+    names = [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
+    if not all((src / n).is_file() for n in names):
+        pytest.skip(f"Fashion-MNIST not found in {src}; run ../shared/data/fetch.sh or set SAGAN_SHARED_DATA")
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for n in names:
+        (raw / n).symlink_to(src / n)
+    return root

@@ -1,0 +1,116 @@
+"""Datasets: shapes, torchvision (real Fashion-MNIST), image folders, the infinite sampler."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sagan.data import (
+    SHAPE_NAMES,
+    ImageFolderDataset,
+    InfiniteSampler,
+    ShapesDataset,
+    dataset_info,
+    load_dataset,
+)
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64])
+def test_shapes_are_deterministic_symmetric_and_labelled(resolution):
+    a, b = ShapesDataset(resolution, seed=3), ShapesDataset(resolution, seed=3)
+    labels = set()
+    for i in range(40):
+        x, y = a[i]
+        assert x.shape == (3, resolution, resolution) and x.min() >= -1 and x.max() <= 1
+        assert torch.equal(x, x.flip(-1))  # exactly mirror symmetric
+        assert torch.equal(x, b[i][0]) and y == b[i][1]
+        labels.add(y)
+    assert labels == set(range(len(SHAPE_NAMES)))
+    assert not torch.equal(a[0][0], ShapesDataset(resolution, seed=4)[0][0])
+    assert not torch.equal(a[0][0], a[1][0])
+    # The left half is not constant: there is a shape on a background.
+    assert a[0][0][:, :, : resolution // 2].std() > 0.05
+
+
+def test_shapes_reject_odd_resolution():
+    with pytest.raises(ValueError):
+        ShapesDataset(15)
+
+
+def test_sampler_resumes_exactly_and_shards_are_disjoint():
+    full = InfiniteSampler(10, seed=1)
+    stream = [i for i, _ in zip(full, range(35), strict=False)]
+    assert sorted(stream[:10]) == list(range(10))  # each epoch is a permutation
+    resumed = [i for i, _ in zip(InfiniteSampler(10, seed=1, start=13), range(22), strict=False)]
+    assert resumed == stream[13:]
+    r0 = [i for i, _ in zip(InfiniteSampler(10, 0, 2, seed=1), range(5), strict=False)]
+    r1 = [i for i, _ in zip(InfiniteSampler(10, 1, 2, seed=1), range(5), strict=False)]
+    assert not set(r0) & set(r1) and len(set(r0) | set(r1)) == 10
+
+
+def test_real_fashion_mnist(fashion_mnist_root):
+    ds = load_dataset("fashion-mnist", 32, 1, str(fashion_mnist_root))
+    assert len(ds) == 60_000
+    x, y = ds[0]
+    assert x.shape == (1, 32, 32) and -1 <= x.min() < x.max() <= 1 and 0 <= y < 10
+    assert y == 9  # the first training image of Fashion-MNIST is an ankle boot
+    rgb = load_dataset("fashion-mnist", 32, 3, str(fashion_mnist_root))
+    x3, _ = rgb[0]
+    assert x3.shape == (3, 32, 32) and torch.equal(x3[0], x3[2])
+    assert len(load_dataset("fashion-mnist", 32, 1, str(fashion_mnist_root), train=False)) == 10_000
+
+
+def test_missing_dataset_says_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)) as e:
+        load_dataset("mnist", 32, 1, str(tmp_path))
+    assert "--download" in str(e.value)
+
+
+def test_colour_data_needs_three_channels():
+    with pytest.raises(ValueError, match="3 image channels"):
+        load_dataset("shapes", 32, 1)
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        dataset_info("imagenet")
+
+
+def _write_images(folder, n, size=(20, 12)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_image_folder_with_classes_and_corrupt_files(tmp_path, caplog):
+    _write_images(tmp_path / "cats", 3)
+    _write_images(tmp_path / "dogs", 4)
+    (tmp_path / "dogs" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "dogs" / "notes.txt").write_text("ignored")
+    with caplog.at_level(logging.WARNING):
+        ds = ImageFolderDataset(tmp_path, resolution=8)
+    assert "skipped 1 unreadable of 8" in caplog.text
+    assert ds.classes == ["cats", "dogs"] and len(ds) == 7
+    assert dataset_info(str(tmp_path)).num_classes == 2
+    x, y = ds[6]
+    assert x.shape == (3, 8, 8) and y == 1 and -1 <= x.min() and x.max() <= 1
+
+
+def test_flat_image_folder_is_unconditional(tmp_path):
+    _write_images(tmp_path, 3)
+    ds = ImageFolderDataset(tmp_path, resolution=8, channels=1)
+    assert dataset_info(str(tmp_path)).num_classes == 0
+    assert ds[0][0].shape == (1, 8, 8) and ds[0][1] == 0
+
+
+def test_empty_or_mostly_corrupt_folder_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no images"):
+        ImageFolderDataset(tmp_path, 8)
+    _write_images(tmp_path, 1)
+    for i in range(3):
+        (tmp_path / f"bad{i}.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(ValueError, match="3 of 4 image files .* unreadable"):
+        ImageFolderDataset(tmp_path, 8)
