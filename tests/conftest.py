@@ -48,3 +48,12 @@ def fashion_mnist_root(tmp_path_factory):
     for n in names:
         (raw / n).symlink_to(src / n)
     return root
+
+
+@pytest.fixture(scope="session")
+def inception_torchscript():
+    """Path of the offline FID Inception (TorchScript pool3) module from the shared data."""
+    path = SHARED_DATA / "inception" / "default_1.pt"
+    if not path.is_file():
+        pytest.skip(f"FID Inception weights not found at {path}; run ../shared/data/fetch.sh or set SAGAN_SHARED_DATA")
+    return path

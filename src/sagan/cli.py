@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import typing
+from pathlib import Path
 
 import click
 
@@ -219,6 +220,67 @@ def sample(checkpoint, num, out, class_id, seed, device, batch_size) -> None:
     images = generate(G, fixed_noise(num, G.cfg.z_dim, seed), y, batch_size)
     path = save_grid(images, out) if out.lower().endswith(".png") else save_folder(images, out, y)
     click.echo(f"wrote {num} images to {path}")
+
+
+@main.command()
+@click.option("--checkpoint", default=None, help="Run folder, checkpoint .pt or exported .safetensors to sample from.")
+@click.option("--fake", default=None, help="A folder of generated images instead of --checkpoint.")
+@click.option("--data", default=None, help="Reference dataset (as for train).  [default: the checkpoint's]")
+@click.option("--data-root", default="", help="Folder of torchvision datasets.  [default: $SAGAN_DATA_ROOT]")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", help="Reference split.")
+@click.option("--num", type=click.IntRange(min=2), default=10_000, help="Generated images (and real, see --num-real).")
+@click.option("--num-real", type=click.IntRange(min=2), default=None, help="Real images.  [default: --num]")
+@click.option("--metrics", default="fid,kid", help="Comma-separated: fid, kid, is, pr (precision/recall).")
+@click.option(
+    "--inception",
+    "inception_path",
+    default="",
+    help="Inception weights: a TorchScript pool3 module (FID/KID) or torch-fidelity's .pth (all).  "
+    "[default: $SAGAN_INCEPTION_PATH, else torch-fidelity's download]",
+)
+@click.option("--resolution", type=int, default=None, help="Real-image resolution.  [default: the model's]")
+@click.option("--seed", type=int, default=0, help="Seed of the noise and of the real subset.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", default=None, help="Also write the JSON to this file.")
+def evaluate(
+    checkpoint, fake, data, data_root, split, num, num_real, metrics, inception_path, resolution, seed, device, out
+) -> None:
+    """FID / KID / IS (torch-fidelity, TF Inception features) of a generator or a folder of images; prints JSON."""
+    from sagan.distributed import resolve_device
+    from sagan.metrics.evaluate import evaluate as run_eval
+    from sagan.metrics.evaluate import parse_metrics
+    from sagan.metrics.inception import Inception
+
+    if (checkpoint is None) == (fake is None):
+        raise click.UsageError("give exactly one of --checkpoint and --fake")
+    names = parse_metrics(metrics)
+    dev = resolve_device(device)
+    channels = 3
+    if checkpoint:
+        from sagan.checkpoint import load_generator
+
+        G = load_generator(checkpoint, dev)
+        source, resolution, channels = G, resolution or G.cfg.resolution, G.cfg.img_channels
+        data = data or _checkpoint_data(checkpoint)
+    else:
+        source = fake
+        if not data or not resolution:
+            raise click.UsageError("with --fake, give --data and --resolution")
+    inception = Inception(inception_path, dev, with_logits="is" in names)
+    result = run_eval(source, data, names, num, resolution, channels, data_root, split, num_real, inception, seed=seed)
+    text = json.dumps(result, indent=2)
+    click.echo(text)
+    if out:
+        Path(out).expanduser().write_text(text + "\n")
+
+
+def _checkpoint_data(checkpoint: str) -> str:
+    """The dataset a checkpoint was trained on (exported generators do not record it)."""
+    if str(checkpoint).endswith(".safetensors"):
+        raise click.UsageError("an exported generator does not record its dataset: give --data")
+    from sagan.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)["config"]["train"]["data"]
 
 
 @main.command()

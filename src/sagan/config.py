@@ -160,6 +160,10 @@ class TrainConfig:
     checkpoint_every: int = 1000  # rewrite checkpoints/latest.pt
     snapshot_every: int = 10_000  # keep checkpoints/step-NNNNNNN.pt
     keep_snapshots: int = 5
+    eval_every: int = 0  # steps between evaluations of G_ema (0: never); keeps checkpoints/best.pt by FID
+    eval_metrics: str = "fid"  # comma-separated: fid, kid, is, pr
+    eval_num: int = 5000  # generated (and real) images per evaluation
+    inception_path: str = ""  # "" -> $SAGAN_INCEPTION_PATH, else torch-fidelity's download
 
     def __post_init__(self) -> None:
         self.validate()
@@ -170,8 +174,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.snapshot_every < 0 or self.keep_snapshots < 0:
-            raise ValueError("snapshot_every and keep_snapshots must be >= 0")
+        if self.snapshot_every < 0 or self.keep_snapshots < 0 or self.eval_every < 0 or self.eval_num < 2:
+            raise ValueError("snapshot_every, keep_snapshots and eval_every must be >= 0, eval_num >= 2")
         if self.loss not in ("hinge", "ns"):
             raise ValueError(f"loss must be 'hinge' or 'ns', got {self.loss!r}")
         if self.amp not in ("none", "bf16", "fp16"):

@@ -1,0 +1,158 @@
+"""Benchmark SelfAttention2d: forward+backward time and peak memory, fast SDPA path vs explicit path vs a naive
+reference (full N x N attention with bmm + softmax and a C-wide value, as most public SAGAN code does).
+
+    python benchmarks/attention.py --quick            # CPU, small grid, < 2 minutes on 2 cores
+    python benchmarks/attention.py --device cuda      # full grid on a GPU
+
+Each case runs in a forked child process, so a case that runs out of memory is reported as OOM and the peak
+memory of one case is not hidden by another's. CPU peak memory is the growth of the child's maximum resident
+set during the case (RLIMIT_DATA caps it, --cpu-mem-gib); CUDA peak memory is torch's max_memory_allocated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
+from sagan.layers.attention import SelfAttention2d  # noqa: E402
+
+
+class NaiveAttention(nn.Module):
+    """The common public implementation: full N x N map via bmm and softmax, value of width C, no pooling."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.query = nn.Conv2d(channels, channels // 8, 1)
+        self.key = nn.Conv2d(channels, channels // 8, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        q = self.query(x).view(B, -1, H * W).permute(0, 2, 1)  # (B, N, C/8)
+        k = self.key(x).view(B, -1, H * W)  # (B, C/8, N)
+        attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, N, N)
+        o = torch.bmm(self.value(x).view(B, -1, H * W), attn.permute(0, 2, 1)).view(B, C, H, W)
+        return self.gamma * o + x
+
+
+IMPLS = {
+    "fast-official": lambda c: SelfAttention2d(c, "official"),
+    "explicit-official": lambda c: SelfAttention2d(c, "official"),
+    "fast-paper": lambda c: SelfAttention2d(c, "paper"),
+    "explicit-paper": lambda c: SelfAttention2d(c, "paper"),
+    "naive": NaiveAttention,
+}
+
+
+def _run_case(impl, size, batch, channels, dtype, device, repeats, mem_gib, out):
+    try:
+        if device == "cpu":
+            limit = int(mem_gib * 2**30)
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        torch.manual_seed(0)
+        dev = torch.device(device)
+        module = IMPLS[impl](channels).to(dev)
+        with torch.no_grad():
+            module.gamma.fill_(0.5)
+        explicit = impl.startswith("explicit")
+        x = torch.randn(batch, channels, size, size, device=dev, requires_grad=True)
+
+        def step():
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                y = module(x, return_attn=True)[0] if explicit else module(x)
+            y.float().sum().backward()
+
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step()  # warm-up, and the case's memory peak
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        else:
+            peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        out.put(("ok", statistics.median(times) * 1000, peak))
+    except (torch.OutOfMemoryError, MemoryError):
+        out.put(("OOM", None, None))
+    except RuntimeError as e:
+        out.put(("OOM", None, None) if "allocate" in str(e) or "out of memory" in str(e) else ("error", str(e), None))
+
+
+def run_case(*args, timeout: float = 600.0):
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    p = ctx.Process(target=_run_case, args=(*args, out))
+    p.start()
+    p.join(timeout)
+    if p.is_alive():
+        p.kill()
+        return ("timeout", None, None)
+    if p.exitcode != 0 and out.empty():
+        return ("OOM" if p.exitcode == -9 else f"crash {p.exitcode}", None, None)
+    return out.get()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true", help="small grid: maps 16..64, batch 4, for a CPU check")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="feature map sizes (H = W)")
+    ap.add_argument("--batches", type=int, nargs="+", default=None)
+    ap.add_argument("--channels", type=int, default=None, help="C (default 64 on CPU, 256 on CUDA)")
+    ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS))
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--cpu-mem-gib", type=float, default=12.0, help="memory cap of each CPU case")
+    args = ap.parse_args()
+    cuda = args.device.startswith("cuda")
+    sizes = args.sizes or ([16, 32, 64] if args.quick else [16, 32, 64, 128])
+    batches = args.batches or ([4] if args.quick else ([16, 64] if cuda else [1, 4]))
+    channels = args.channels or (256 if cuda else 64)
+    repeats = args.repeats or (3 if args.quick else (20 if cuda else 5))
+
+    name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
+    print(f"# attention fwd+bwd | device {args.device} ({name}) | torch {torch.__version__} | "
+          f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()}")
+    print("| map | batch | dtype | impl | ms | peak MiB | time / naive | mem / naive | time / explicit |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for size in sizes:
+        for batch in batches:
+            for dtype in args.dtypes:
+                res = {i: run_case(i, size, batch, channels, dtype, args.device, repeats, args.cpu_mem_gib)
+                       for i in args.impls}
+                for impl, (status, ms, mib) in res.items():
+                    if status != "ok":
+                        print(f"| {size}x{size} | {batch} | {dtype} | {impl} | {status} | {status} | | | |")
+                        continue
+                    print(f"| {size}x{size} | {batch} | {dtype} | {impl} | {ms:.2f} | {mib:.1f} | "
+                          f"{_ratio(ms, res.get('naive'), 1)} | {_ratio(mib, res.get('naive'), 2)} | "
+                          f"{_ratio(ms, res.get('explicit-' + impl.split('-')[-1]), 1)} |", flush=True)
+
+
+def _ratio(value, other, index):
+    if other is None or other[0] != "ok" or not other[index]:
+        return "-"
+    return f"{value / other[index]:.2f}"
+
+
+if __name__ == "__main__":
+    main()

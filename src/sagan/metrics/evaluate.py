@@ -1,0 +1,195 @@
+"""The evaluation protocol: Inception features of N generated and N real images, then FID/KID/IS and, for the
+shapes dataset, the symmetry error. Generated images come from the EMA generator, class-balanced, as uint8
+(what saving PNGs would give); real images are the dataset at the model's resolution. Reference features are
+cached by (dataset, split, resolution, channels, count, extractor)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from sagan.data import load_dataset
+from sagan.metrics.inception import Inception, cached_features, to_uint8
+from sagan.metrics.math import fid_from_features, inception_score, kid_from_features, symmetry_error
+
+METRICS = ("fid", "kid", "is", "pr")
+
+
+def count_tag(n: int) -> str:
+    """50000 -> "50k", 5000 -> "5k", 200 -> "200": metric names carry their sample count (fid50k)."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise ValueError(f"unknown metrics {bad or text!r}; choose from {', '.join(METRICS)}")
+    return names
+
+
+def real_batches(
+    data: str,
+    resolution: int,
+    channels: int,
+    num: int,
+    data_root: str = "",
+    split: str = "train",
+    batch_size: int = 50,
+    seed: int = 0,
+) -> tuple[Iterator[torch.Tensor], int]:
+    """uint8 batches of `num` real images (a seeded random subset when the split is larger), and the count."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    ds = load_dataset(data, resolution, channels, data_root, train=split == "train", seed=seed)
+    n = min(num, len(ds))
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+
+    def gen():
+        for i in range(0, n, batch_size):
+            yield to_uint8(torch.stack([ds[j][0] for j in idx[i : i + batch_size]]))
+
+    return gen(), n
+
+
+def generated_batches(G: torch.nn.Module, num: int, batch_size: int = 50, seed: int = 0) -> Iterator[torch.Tensor]:
+    """uint8 batches of `num` images of G (eval mode), classes cycling 0..K-1 for a balanced set."""
+    device = next(G.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    K = G.cfg.num_classes
+    for i in range(0, num, batch_size):
+        b = min(batch_size, num - i)
+        z = torch.randn(b, G.cfg.z_dim, generator=g)
+        y = (torch.arange(i, i + b) % K).to(device) if K else None
+        with torch.no_grad():
+            yield to_uint8(G(z.to(device), y).float().cpu())
+
+
+def folder_batches(folder: str | Path, batch_size: int = 50) -> tuple[Iterator[torch.Tensor], int]:
+    """uint8 batches of the PNG/JPEG images in `folder` (all of one size)."""
+    from sagan.data import IMAGE_EXTENSIONS
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder of generated images at {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no images in {folder}")
+
+    def load(p: Path) -> torch.Tensor:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
+        return (
+            torch.from_numpy(arr.copy()).unsqueeze(0)
+            if arr.ndim == 2
+            else torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        )
+
+    def gen():
+        for i in range(0, len(files), batch_size):
+            batch = [load(p) for p in files[i : i + batch_size]]
+            if len({t.shape for t in batch}) > 1:
+                raise ValueError(f"images in {folder} differ in size or channels")
+            yield torch.stack(batch)
+
+    return gen(), len(files)
+
+
+def _collect(batches: Iterator[torch.Tensor], inception: Inception, total: int, desc: str, keep_images: bool):
+    """Run Inception over the batches; also return the images as floats in [-1, 1] if asked."""
+    images = []
+
+    def tee():
+        for x in tqdm(batches, total=-(-total // 50), desc=desc, unit="batch", leave=False, disable=None):
+            if keep_images:
+                images.append(x.float() / 127.5 - 1)
+            yield x
+
+    feats = inception.features(tee())
+    return feats, (torch.cat(images) if keep_images else None)
+
+
+def evaluate(
+    fake: torch.nn.Module | str | Path,
+    data: str,
+    metrics: list[str],
+    num: int,
+    resolution: int,
+    channels: int,
+    data_root: str = "",
+    split: str = "train",
+    num_real: int | None = None,
+    inception: Inception | None = None,
+    inception_path: str = "",
+    seed: int = 0,
+    batch_size: int = 50,
+) -> dict:
+    """Metrics of a generator (or a folder of generated images) against `data`, and the protocol used."""
+    want_is = "is" in metrics
+    inception = inception or Inception(inception_path, with_logits=want_is)
+    shapes = data == "shapes"
+    if isinstance(fake, torch.nn.Module):
+        fake_iter, n_fake = generated_batches(fake, num, batch_size, seed), num
+        source = "generator (EMA if kept), class-balanced" if fake.cfg.num_classes else "generator (EMA if kept)"
+    else:
+        fake_iter, n_fake = folder_batches(fake, batch_size)
+        source = f"folder {fake}"
+    fake_feats, fake_images = _collect(fake_iter, inception, n_fake, "generated images", keep_images=shapes)
+    out: dict[str, float] = {}
+    needs_real = any(m in metrics for m in ("fid", "kid", "pr"))
+    n_real = 0
+    if needs_real:
+        real_iter, n_real = real_batches(
+            data, resolution, channels, num_real or num, data_root, split, batch_size, seed
+        )
+        data_id = (
+            data
+            if data in ("shapes", "mnist", "fashion-mnist", "cifar10", "cifar100")
+            else "folder-" + hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:12]
+        )
+        key = f"{data_id}-{split}-{resolution}px-{channels}ch-n{n_real}-seed{seed}-{inception.id}"
+        real_feats = cached_features(key, lambda: _collect(real_iter, inception, n_real, "real images", False)[0])
+    if shapes:  # cheap: no Inception involved
+        real_iter, n_real = real_batches(
+            data, resolution, channels, num_real or num, data_root, split, batch_size, seed
+        )
+        out["symmetry_real"] = symmetry_error(torch.cat([x.float() / 127.5 - 1 for x in real_iter]))
+    tag = count_tag(n_fake)
+    if "fid" in metrics:
+        out[f"fid{tag}"] = fid_from_features(fake_feats["2048"], real_feats["2048"])
+    if "kid" in metrics:
+        out[f"kid{tag}"], out[f"kid{tag}_std"] = kid_from_features(fake_feats["2048"], real_feats["2048"])
+    if "pr" in metrics:
+        from torch_fidelity.metric_prc import prc_features_to_metric
+
+        pr = prc_features_to_metric(
+            fake_feats["2048"].float(),
+            real_feats["2048"].float(),
+            prc_neighborhood=3,
+            prc_batch_size=10000,
+            save_cpu_ram=False,
+            verbose=False,
+        )
+        out[f"precision{tag}"], out[f"recall{tag}"] = pr["precision"], pr["recall"]
+    if want_is:
+        out[f"is{tag}"], out[f"is{tag}_std"] = inception_score(fake_feats["logits_unbiased"])
+    if shapes:
+        out["symmetry_fake"] = symmetry_error(fake_images)
+    protocol = {
+        "data": data,
+        "split": split,
+        "resolution": resolution,
+        "num_fake": n_fake,
+        "num_real": n_real,
+        "fake_source": source,
+        "feature_extractor": inception.id,
+        "features": "Inception-v3 pool3 (2048-d)" + (", logits for IS" if want_is else ""),
+        "seed": seed,
+    }
+    return {"metrics": out, "protocol": protocol}

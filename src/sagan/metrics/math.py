@@ -1,0 +1,63 @@
+"""Metric maths as pure functions of features, logits or images.
+
+FID (Heusel et al. 2017): |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)). KID (Binkowski et al. 2018): unbiased
+MMD^2 with the cubic polynomial kernel over random subsets. IS (Salimans et al. 2016): exp(E[KL(p(y|x) || p(y))])
+averaged over splits. The first three are torch-fidelity's own functions (the protocol of the SAGAN reproductions),
+so numbers agree with `fidelity` run on the same features. The symmetry error is ours (see `symmetry_error`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+
+
+def fid_statistics(features: torch.Tensor) -> dict:
+    """features (N, D) -> {"mu": (D,), "sigma": (D, D)} in float64 numpy arrays."""
+    return fid_features_to_statistics(features.double().cpu())
+
+
+def fid_from_statistics(stats_1: dict, stats_2: dict) -> float:
+    """Frechet distance between two Gaussians given as {"mu", "sigma"}."""
+    return fid_statistics_to_metric(stats_1, stats_2, verbose=False)["frechet_inception_distance"]
+
+
+def fid_from_features(features_1: torch.Tensor, features_2: torch.Tensor) -> float:
+    """FID between two feature sets (N1, D) and (N2, D)."""
+    return fid_from_statistics(fid_statistics(features_1), fid_statistics(features_2))
+
+
+def kid_from_features(
+    features_1: torch.Tensor, features_2: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """KID mean and std over `subsets` random subsets of `subset_size` (capped at the smaller set's size)."""
+    size = min(subset_size, len(features_1), len(features_2))
+    out = kid_features_to_metric(
+        features_1.double().cpu(),
+        features_2.double().cpu(),
+        kid_subsets=subsets,
+        kid_subset_size=size,
+        kid_degree=3,
+        kid_gamma=None,
+        kid_coef0=1,
+        rng_seed=seed,
+        verbose=False,
+    )
+    return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """IS mean and std over `splits` splits of logits (N, K), unshuffled."""
+    out = isc_features_to_metric(logits.cpu(), splits=splits, shuffle=False)
+    return out["inception_score_mean"], out["inception_score_std"]
+
+
+def symmetry_error(images: torch.Tensor) -> float:
+    """Mean |x - mirror(x)| over images (N, C, H, W) in [-1, 1], in [0, 1] units (0: perfectly symmetric).
+
+    Every real image of the built-in shapes dataset has 0. On generated images it measures whether G keeps the
+    two halves, which are far apart in the image, consistent: what SAGAN's attention is for.
+    """
+    return ((images - images.flip(-1)).abs().mean() / 2).item()

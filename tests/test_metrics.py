@@ -1,0 +1,163 @@
+"""Metric maths against closed forms and scipy; real Inception features on real data (no mocks)."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from click.testing import CliRunner
+
+from sagan.cli import main
+from sagan.data import ShapesDataset, load_dataset
+from sagan.metrics.evaluate import count_tag, parse_metrics
+from sagan.metrics.inception import Inception, to_uint8
+from sagan.metrics.math import (
+    fid_from_features,
+    fid_from_statistics,
+    fid_statistics,
+    inception_score,
+    kid_from_features,
+    symmetry_error,
+)
+from tests.conftest import tiny_args
+
+
+def test_fid_of_identical_statistics_is_zero():
+    f = torch.randn(200, 8, dtype=torch.float64)
+    assert abs(fid_from_features(f, f)) < 1e-8
+
+
+def test_fid_with_equal_covariances_is_squared_mean_difference():
+    torch.manual_seed(0)
+    f = torch.randn(300, 6, dtype=torch.float64) @ torch.randn(6, 6, dtype=torch.float64)
+    shift = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0, 1.5], dtype=torch.float64)
+    assert fid_from_features(f, f + shift) == pytest.approx(shift.square().sum().item(), rel=1e-6, abs=1e-6)
+
+
+def test_fid_matches_an_independent_scipy_computation():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 16)) @ rng.normal(size=(16, 16))
+    b = rng.normal(loc=0.3, size=(350, 16)) @ rng.normal(size=(16, 16))
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean)
+    assert fid_from_features(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)
+    assert fid_from_statistics(fid_statistics(torch.from_numpy(a)), fid_statistics(torch.from_numpy(b))) == \
+        pytest.approx(expected, rel=1e-6)
+
+
+def test_inception_score_closed_forms():
+    assert inception_score(torch.zeros(100, 7), splits=1)[0] == pytest.approx(1.0)
+    K = 5
+    one_hot = torch.full((10 * K, K), -1e4, dtype=torch.float64)
+    one_hot[torch.arange(10 * K), torch.arange(10 * K) % K] = 0.0
+    assert inception_score(one_hot, splits=1)[0] == pytest.approx(K, rel=1e-6)
+
+
+def test_kid_is_near_zero_for_same_distribution_and_positive_for_different():
+    torch.manual_seed(0)
+    a, b = torch.randn(300, 32), torch.randn(300, 32)
+    same, _ = kid_from_features(a, b, subsets=20, subset_size=100)
+    diff, _ = kid_from_features(a, b + 1.0, subsets=20, subset_size=100)
+    assert abs(same) < 0.01 and diff > 10 * abs(same) and diff > 0.05
+
+
+def test_symmetry_error():
+    real = torch.stack([ShapesDataset(32)[i][0] for i in range(8)])
+    assert symmetry_error(real) == 0.0
+    x = torch.zeros(1, 1, 2, 2)
+    x[..., 0] = 1.0  # left column +1, right column 0: |1 - 0| / 2 on every pixel
+    assert symmetry_error(x) == pytest.approx(0.5)
+
+
+def test_metric_names_and_parsing():
+    assert count_tag(50_000) == "50k" and count_tag(200) == "200" and count_tag(1500) == "1500"
+    assert parse_metrics("FID, kid") == ["fid", "kid"]
+    with pytest.raises(ValueError, match="unknown metrics"):
+        parse_metrics("fid,lpips")
+
+
+# Real weights, real data. Inception runs at a few images/s on 2 CPU cores, so the sets are small and
+# shared across tests; FID from 100 samples is strongly biased upward, which the thresholds allow for.
+N = 100
+
+
+@pytest.fixture(scope="module")
+def real_features(inception_torchscript, fashion_mnist_root):
+    inc = Inception(str(inception_torchscript))
+    fm = load_dataset("fashion-mnist", 32, 1, str(fashion_mnist_root))
+    fm_a = to_uint8(torch.stack([fm[i][0] for i in range(N)]))
+    fm_b = to_uint8(torch.stack([fm[i][0] for i in range(N, 2 * N)]))
+    shapes = to_uint8(torch.stack([ShapesDataset(32)[i][0] for i in range(N)]))
+    feats = {name: inc.features(x.split(25))["2048"] for name, x in
+             (("fm_a", fm_a), ("fm_b", fm_b), ("shapes", shapes))}
+    return inc, fm_a, feats
+
+
+def test_fid_on_real_data_with_real_weights(real_features):
+    _, _, f = real_features
+    same = fid_from_features(f["fm_a"], f["fm_b"])
+    different = fid_from_features(f["fm_a"], f["shapes"])
+    print(f"FID fashion-mnist halves ({N} vs {N}): {same:.1f}; fashion-mnist vs shapes: {different:.1f}")
+    assert 0 < same < 0.4 * different
+    assert different > 150
+
+
+def test_batch_size_does_not_change_features(real_features):
+    inc, fm_a, f = real_features
+    other = inc.features(fm_a[:30].split(7))["2048"]
+    torch.testing.assert_close(other, f["fm_a"][:30], atol=1e-4, rtol=1e-4)
+
+
+def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
+    monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    assert runner.invoke(main, tiny_args(tmp_path / "runs", steps=2), catch_exceptions=False).exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    args = ["evaluate", "--checkpoint", str(run), "--num", "20", "--metrics", "fid,kid",
+            "--inception", str(inception_torchscript), "--out", str(tmp_path / "m.json")]
+    result = runner.invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "m.json").read_text())
+    m, protocol = report["metrics"], report["protocol"]
+    assert m["fid20"] > 0 and np.isfinite(m["kid20"]) and m["symmetry_real"] == 0.0 and m["symmetry_fake"] > 0
+    assert protocol["num_fake"] == 20 and protocol["num_real"] == 20 and protocol["data"] == "shapes"
+    assert protocol["feature_extractor"].startswith("ts-")
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # reference features cached
+    again = json.loads(runner.invoke(main, args, catch_exceptions=False).output)
+    assert again["metrics"]["fid20"] == pytest.approx(m["fid20"], rel=1e-9)  # deterministic, from the cache
+    # A folder of generated PNGs gives the same FID as the generator itself.
+    runner.invoke(main, ["sample", "--checkpoint", str(run), "--num", "20", "--out", str(tmp_path / "fakes")],
+                  catch_exceptions=False)
+    folder = runner.invoke(main, ["evaluate", "--fake", str(tmp_path / "fakes"), "--data", "shapes", "--resolution",
+                                  "32", "--num", "20", "--inception", str(inception_torchscript)],
+                           catch_exceptions=False)
+    assert folder.exit_code == 0, folder.output
+    fid_folder = json.loads(folder.output)["metrics"]["fid20"]
+    assert fid_folder == pytest.approx(m["fid20"], rel=0.02)
+
+
+def test_inception_score_without_logits_is_a_clear_error(tmp_path, inception_torchscript):
+    result = CliRunner().invoke(main, ["evaluate", "--fake", str(tmp_path), "--data", "shapes", "--resolution", "32",
+                                       "--metrics", "fid,is", "--inception", str(inception_torchscript)])
+    assert result.exit_code == 1
+    assert "Inception Score needs the Inception network's logits layer" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_training_tracks_fid_and_keeps_best(tmp_path, monkeypatch, inception_torchscript):
+    monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    extra = ["--set", "eval_every=2", "--set", "eval_num=10", "--set", f"inception_path={inception_torchscript}",
+             "--set", "eval_metrics=fid,kid"]
+    result = CliRunner().invoke(main, tiny_args(tmp_path / "runs", steps=4, extra=extra), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/fid10" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all("eval/kid10" in r and "eval/symmetry_fake" in r for r in evals)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["best_fid"] == min(r["eval/fid10"] for r in evals)
+    assert best["step"] == min(evals, key=lambda r: r["eval/fid10"])["step"]
