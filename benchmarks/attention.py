@@ -130,22 +130,29 @@ def main() -> None:
     repeats = args.repeats or (3 if args.quick else (20 if cuda else 5))
 
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
-    print(f"# attention fwd+bwd | device {args.device} ({name}) | torch {torch.__version__} | "
-          f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()}")
+    print(
+        f"# attention fwd+bwd | device {args.device} ({name}) | torch {torch.__version__} | "
+        f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()}"
+    )
     print("| map | batch | dtype | impl | ms | peak MiB | time / naive | mem / naive | time / explicit |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for size in sizes:
         for batch in batches:
             for dtype in args.dtypes:
-                res = {i: run_case(i, size, batch, channels, dtype, args.device, repeats, args.cpu_mem_gib)
-                       for i in args.impls}
+                res = {
+                    i: run_case(i, size, batch, channels, dtype, args.device, repeats, args.cpu_mem_gib)
+                    for i in args.impls
+                }
                 for impl, (status, ms, mib) in res.items():
                     if status != "ok":
                         print(f"| {size}x{size} | {batch} | {dtype} | {impl} | {status} | {status} | | | |")
                         continue
-                    print(f"| {size}x{size} | {batch} | {dtype} | {impl} | {ms:.2f} | {mib:.1f} | "
-                          f"{_ratio(ms, res.get('naive'), 1)} | {_ratio(mib, res.get('naive'), 2)} | "
-                          f"{_ratio(ms, res.get('explicit-' + impl.split('-')[-1]), 1)} |", flush=True)
+                    print(
+                        f"| {size}x{size} | {batch} | {dtype} | {impl} | {ms:.2f} | {mib:.1f} | "
+                        f"{_ratio(ms, res.get('naive'), 1)} | {_ratio(mib, res.get('naive'), 2)} | "
+                        f"{_ratio(ms, res.get('explicit-' + impl.split('-')[-1]), 1)} |",
+                        flush=True,
+                    )
 
 
 def _ratio(value, other, index):

@@ -73,14 +73,17 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    presets = args.presets or (["cifar10", "imagenet64"] if args.quick else
-                               ["cifar10", "imagenet64", "imagenet128-official"])
+    presets = args.presets or (
+        ["cifar10", "imagenet64"] if args.quick else ["cifar10", "imagenet64", "imagenet128-official"]
+    )
     options = args.options or (list(OPTIONS) if cuda else ["fp32", "bf16"])
     batch = args.batch or (64 if cuda else 8)
     steps = args.steps or (20 if cuda else 3)
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
-    print(f"# train step (D + G + EMA) | device {device} ({name}) | torch {torch.__version__} | batch {batch} | "
-          f"{steps} timed steps | threads {torch.get_num_threads()}")
+    print(
+        f"# train step (D + G + EMA) | device {device} ({name}) | torch {torch.__version__} | batch {batch} | "
+        f"{steps} timed steps | threads {torch.get_num_threads()}"
+    )
     print("| preset | px | options | images/s | peak GiB | speed-up vs fp32 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for preset in presets:
@@ -95,8 +98,8 @@ def main() -> None:
             base = ips if option == "fp32" else base
             ratio = f"{ips / base:.2f}" if base else "-"
             peak_note = f"{peak:.2f}" + ("" if cuda else " (process max RSS)")
-            print(f"| {preset} | {MODEL_PRESETS[preset]['resolution']} | {option} | {ips:.1f} | {peak_note} | {ratio} |",
-                  flush=True)
+            px = MODEL_PRESETS[preset]["resolution"]
+            print(f"| {preset} | {px} | {option} | {ips:.1f} | {peak_note} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def test_fid_matches_an_independent_scipy_computation():
     covmean = scipy.linalg.sqrtm(s1 @ s2).real
     expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean)
     assert fid_from_features(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)
-    assert fid_from_statistics(fid_statistics(torch.from_numpy(a)), fid_statistics(torch.from_numpy(b))) == \
-        pytest.approx(expected, rel=1e-6)
+    assert fid_from_statistics(
+        fid_statistics(torch.from_numpy(a)), fid_statistics(torch.from_numpy(b))
+    ) == pytest.approx(expected, rel=1e-6)
 
 
 def test_inception_score_closed_forms():
@@ -91,8 +92,9 @@ def real_features(inception_torchscript, fashion_mnist_root):
     fm_a = to_uint8(torch.stack([fm[i][0] for i in range(N)]))
     fm_b = to_uint8(torch.stack([fm[i][0] for i in range(N, 2 * N)]))
     shapes = to_uint8(torch.stack([ShapesDataset(32)[i][0] for i in range(N)]))
-    feats = {name: inc.features(x.split(25))["2048"] for name, x in
-             (("fm_a", fm_a), ("fm_b", fm_b), ("shapes", shapes))}
+    feats = {
+        name: inc.features(x.split(25))["2048"] for name, x in (("fm_a", fm_a), ("fm_b", fm_b), ("shapes", shapes))
+    }
     return inc, fm_a, feats
 
 
@@ -116,8 +118,19 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
     runner = CliRunner()
     assert runner.invoke(main, tiny_args(tmp_path / "runs", steps=2), catch_exceptions=False).exit_code == 0
     (run,) = (tmp_path / "runs").iterdir()
-    args = ["evaluate", "--checkpoint", str(run), "--num", "20", "--metrics", "fid,kid",
-            "--inception", str(inception_torchscript), "--out", str(tmp_path / "m.json")]
+    args = [
+        "evaluate",
+        "--checkpoint",
+        str(run),
+        "--num",
+        "20",
+        "--metrics",
+        "fid,kid",
+        "--inception",
+        str(inception_torchscript),
+        "--out",
+        str(tmp_path / "m.json"),
+    ]
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "m.json").read_text())
@@ -129,19 +142,50 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
     again = json.loads(runner.invoke(main, args, catch_exceptions=False).output)
     assert again["metrics"]["fid20"] == pytest.approx(m["fid20"], rel=1e-9)  # deterministic, from the cache
     # A folder of generated PNGs gives the same FID as the generator itself.
-    runner.invoke(main, ["sample", "--checkpoint", str(run), "--num", "20", "--out", str(tmp_path / "fakes")],
-                  catch_exceptions=False)
-    folder = runner.invoke(main, ["evaluate", "--fake", str(tmp_path / "fakes"), "--data", "shapes", "--resolution",
-                                  "32", "--num", "20", "--inception", str(inception_torchscript)],
-                           catch_exceptions=False)
+    runner.invoke(
+        main,
+        ["sample", "--checkpoint", str(run), "--num", "20", "--out", str(tmp_path / "fakes")],
+        catch_exceptions=False,
+    )
+    folder = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--fake",
+            str(tmp_path / "fakes"),
+            "--data",
+            "shapes",
+            "--resolution",
+            "32",
+            "--num",
+            "20",
+            "--inception",
+            str(inception_torchscript),
+        ],
+        catch_exceptions=False,
+    )
     assert folder.exit_code == 0, folder.output
     fid_folder = json.loads(folder.output)["metrics"]["fid20"]
     assert fid_folder == pytest.approx(m["fid20"], rel=0.02)
 
 
 def test_inception_score_without_logits_is_a_clear_error(tmp_path, inception_torchscript):
-    result = CliRunner().invoke(main, ["evaluate", "--fake", str(tmp_path), "--data", "shapes", "--resolution", "32",
-                                       "--metrics", "fid,is", "--inception", str(inception_torchscript)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--fake",
+            str(tmp_path),
+            "--data",
+            "shapes",
+            "--resolution",
+            "32",
+            "--metrics",
+            "fid,is",
+            "--inception",
+            str(inception_torchscript),
+        ],
+    )
     assert result.exit_code == 1
     assert "Inception Score needs the Inception network's logits layer" in result.output
     assert "Traceback" not in result.output
@@ -149,8 +193,16 @@ def test_inception_score_without_logits_is_a_clear_error(tmp_path, inception_tor
 
 def test_training_tracks_fid_and_keeps_best(tmp_path, monkeypatch, inception_torchscript):
     monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
-    extra = ["--set", "eval_every=2", "--set", "eval_num=10", "--set", f"inception_path={inception_torchscript}",
-             "--set", "eval_metrics=fid,kid"]
+    extra = [
+        "--set",
+        "eval_every=2",
+        "--set",
+        "eval_num=10",
+        "--set",
+        f"inception_path={inception_torchscript}",
+        "--set",
+        "eval_metrics=fid,kid",
+    ]
     result = CliRunner().invoke(main, tiny_args(tmp_path / "runs", steps=4, extra=extra), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "runs").iterdir()

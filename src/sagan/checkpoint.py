@@ -120,3 +120,14 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu"):
     G = Generator(from_dict(ModelConfig, model_cfg))
     G.load_state_dict(state)
     return G.to(device).eval()
+
+
+def load_discriminator(path: str | Path, device: str | torch.device = "cpu"):
+    """The Discriminator of a training checkpoint (or run folder), in eval mode."""
+    from sagan.config import ModelConfig, from_dict
+    from sagan.models import Discriminator
+
+    ckpt = load_checkpoint(path)
+    D = Discriminator(from_dict(ModelConfig, ckpt["config"]["model"]))
+    D.load_state_dict(ckpt["D"])
+    return D.to(device).eval()

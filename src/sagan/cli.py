@@ -283,6 +283,90 @@ def _checkpoint_data(checkpoint: str) -> str:
     return load_checkpoint(checkpoint)["config"]["train"]["data"]
 
 
+def _parse_queries(text: str | None, resolution: int, count: int) -> list[tuple[int, int]]:
+    from sagan.visualize import auto_queries
+
+    if not text:
+        return auto_queries(resolution, count)
+    try:
+        points = [tuple(int(v) for v in p.split(",")) for p in text.split(";") if p.strip()]
+    except ValueError:
+        raise ValueError(f"--queries expects 'x,y;x,y' in image pixels, got {text!r}") from None
+    if not points or any(len(p) != 2 or not (0 <= p[0] < resolution and 0 <= p[1] < resolution) for p in points):
+        raise ValueError(f"--queries: each point is x,y with 0 <= x, y < {resolution}, got {text!r}")
+    return points
+
+
+def _models_for_attention(checkpoint: str, device: str):
+    from sagan.checkpoint import load_discriminator, load_generator
+    from sagan.distributed import resolve_device
+
+    dev = resolve_device(device)
+    G = load_generator(checkpoint, dev)
+    if not G.attention_layers():
+        raise ValueError("this generator has no attention layers")
+    if str(checkpoint).endswith(".safetensors"):
+        raise ValueError("attention views need D too: give a run folder or training checkpoint, not an export")
+    return G, load_discriminator(checkpoint, dev)
+
+
+@main.command()
+@click.option("--checkpoint", required=True, help="Run folder or training checkpoint .pt.")
+@click.option("--out", required=True, help="Output PNG.")
+@click.option("--num", type=click.IntRange(1, 16), default=4, help="Generated images (one row each).")
+@click.option("--seed", type=int, default=0, help="Seed of the noise.")
+@click.option("--class", "class_id", type=int, default=None, help="Class of every image.  [default: balanced]")
+@click.option("--layer", default=None, help="G attention layer, e.g. g32.  [default: the first]")
+@click.option("--d-layer", default=None, help="D attention layer shown beside it.  [default: the first]")
+@click.option("--queries", default=None, help="Query points 'x,y;x,y' in image pixels.  [default: 3, spread out]")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, device) -> None:
+    """Figure of where chosen query points attend, in G's and D's attention layers (the paper's Fig. 1)."""
+    from sagan.sampling import fixed_noise, make_labels
+    from sagan.visualize import attention_figure, generate_with_attention
+
+    G, D = _models_for_attention(checkpoint, device)
+    g_layers, d_layers = list(G.attention_layers()), list(D.attention_layers())
+    layer = layer or g_layers[0]
+    if layer not in g_layers:
+        raise ValueError(f"no G attention layer {layer!r}; G has {', '.join(g_layers)}")
+    if d_layer and d_layer not in d_layers:
+        raise ValueError(f"no D attention layer {d_layer!r}; D has {', '.join(d_layers) or 'none'}")
+    shown = [layer] + ([d_layer or d_layers[0]] if d_layers else [])
+    points = _parse_queries(queries, G.cfg.resolution, 3)
+    z = fixed_noise(num, G.cfg.z_dim, seed).to(next(G.parameters()).device)
+    y = make_labels(num, G.cfg.num_classes, class_id)
+    images, maps = generate_with_attention(G, D, z, None if y is None else y.to(z.device))
+    maps = {k: (v[0].cpu(), v[1]) for k, v in maps.items()}
+    path = attention_figure(images.cpu(), maps, points, shown, out, title=f"{checkpoint} | seed {seed}")
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--checkpoint", required=True, help="Run folder or training checkpoint .pt.")
+@click.option("--out", default="attention.html", help="Output HTML file.")
+@click.option("--num", type=click.IntRange(1, 256), default=16, help="Generated images embedded in the page.")
+@click.option("--seed", type=int, default=0, help="Seed of the noise.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def explore(checkpoint, out, num, seed, device) -> None:
+    """Write a self-contained HTML page to explore every attention layer's maps (works offline)."""
+    from sagan.explore import explore_data, write_explorer
+
+    G, D = _models_for_attention(checkpoint, device)
+    path = write_explorer(explore_data(G, D, num, seed), out)
+    click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); open it in a browser")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, help="Output PNG.  [default: RUN_DIR/training.png]")
+def plot(run_dir, out) -> None:
+    """Plot losses, mean D outputs and every attention gamma over training from RUN_DIR/metrics.jsonl."""
+    from sagan.visualize import plot_training
+
+    click.echo(f"wrote {plot_training(run_dir, out)}")
+
+
 @main.command()
 @click.option("--checkpoint", required=True, help="Run folder or checkpoint .pt.")
 @click.option("--out", required=True, help="Output .safetensors path; the config goes beside it as .json.")

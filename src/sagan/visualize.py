@@ -1,0 +1,154 @@
+"""Looking at attention: per-query maps of G's and D's attention layers (the paper's Fig. 1 and Fig. 5), and the
+training curves of every attention gamma.
+
+A query point (px, py) in image pixels lies in one cell of the layer's feature grid (H, W); its map is that
+row of the layer's explicit attention, a distribution over the key grid (H/2, W/2 when keys are pooled), which
+is upsampled back to image size for display: each key cell covers the image region it was pooled from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sagan.layers.attention import SelfAttention2d
+
+QUERY_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
+
+
+@contextlib.contextmanager
+def capture_inputs(blocks: dict[str, SelfAttention2d]):
+    """Record the input feature map of each attention block during forward passes: yields {name: tensor}."""
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        b.register_forward_pre_hook(lambda mod, args, n=name: seen.__setitem__(n, args[0].detach()))
+        for name, b in blocks.items()
+    ]
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@torch.no_grad()
+def attention_of(block: SelfAttention2d, features: torch.Tensor) -> torch.Tensor:
+    """The block's attention map for its input features (B, C, H, W): (B, N_queries, Hk, Wk)."""
+    _, attn = block(features, return_attn=True)
+    hk, wk = block.key_grid(*features.shape[-2:])
+    return attn.unflatten(-1, (hk, wk))
+
+
+@torch.no_grad()
+def generate_with_attention(G, D, z: torch.Tensor, y: torch.Tensor | None):
+    """Images of G and the attention maps of every G and D attention layer on them.
+
+    Returns images (B, C, R, R) in [-1, 1] and {layer: (maps (B, H, W, Hk, Wk), gamma)}, query grid (H, W).
+    """
+    with capture_inputs(G.attention_layers()) as g_in:
+        x = G(z, y)
+    with capture_inputs(D.attention_layers()) as d_in:
+        D(x, y)
+    maps = {}
+    for name, block in {**G.attention_layers(), **D.attention_layers()}.items():
+        feats = {**g_in, **d_in}[name]
+        a = attention_of(block, feats)  # (B, N, Hk, Wk)
+        maps[name] = (a.unflatten(1, feats.shape[-2:]), float(block.gamma))
+    return x, maps
+
+
+def query_cell(px: float, py: float, resolution: int, grid: tuple[int, int]) -> tuple[int, int]:
+    """Feature-grid cell (row, col) holding image pixel (px, py) (x to the right, y down)."""
+    if not (0 <= px < resolution and 0 <= py < resolution):
+        raise ValueError(f"query ({px}, {py}) lies outside the {resolution} x {resolution} image")
+    return int(py * grid[0] // resolution), int(px * grid[1] // resolution)
+
+
+def auto_queries(resolution: int, count: int = 3) -> list[tuple[int, int]]:
+    """`count` query points spread over the image (centre first, then around it)."""
+    r = resolution
+    spots = [(0.5, 0.5), (0.25, 0.3), (0.75, 0.7), (0.3, 0.75), (0.7, 0.25), (0.5, 0.15), (0.15, 0.5), (0.85, 0.5)]
+    return [(int(fx * r), int(fy * r)) for fx, fy in spots[:count]]
+
+
+def upsample_map(m: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Key-grid map (Hk, Wk) -> (resolution, resolution), each key cell covering its image region (nearest)."""
+    return F.interpolate(m[None, None].float(), size=(resolution, resolution), mode="nearest")[0, 0]
+
+
+def attention_figure(images, maps, queries, layers, out: str | Path, title: str = "") -> Path:
+    """One row per image: the image with coloured query points, then each layer's map for each query."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    B, R = images.shape[0], images.shape[-1]
+    cols = 1 + len(layers) * len(queries)
+    fig, axes = plt.subplots(B, cols, figsize=(2.1 * cols, 2.3 * B), squeeze=False)
+    for b in range(B):
+        img = images[b].add(1).div(2).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
+        ax = axes[b, 0]
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        for q, (px, py) in enumerate(queries):
+            ax.scatter([px], [py], s=60, c=QUERY_COLOURS[q % 8], edgecolors="white", linewidths=1.2)
+        ax.set_title(f"sample {b}", fontsize=8)
+        col = 1
+        for layer in layers:
+            m, gamma = maps[layer]
+            for q, (px, py) in enumerate(queries):
+                i, j = query_cell(px, py, R, m.shape[1:3])
+                ax = axes[b, col]
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+                ax.imshow(upsample_map(m[b, i, j], R).numpy(), cmap="inferno", alpha=0.75)
+                ax.scatter([px], [py], s=40, c=QUERY_COLOURS[q % 8], edgecolors="white", linewidths=1)
+                ax.set_title(f"{layer} γ={gamma:.3f}\nquery ({px},{py})", fontsize=7, color=QUERY_COLOURS[q % 8])
+                col += 1
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Losses, mean D outputs and every attention gamma over training, from the run's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss_d" in r]
+    if not rows:
+        raise ValueError(f"{path} has no training rows yet")
+    steps = [r["step"] for r in rows]
+    fig, (ax_loss, ax_d, ax_gamma) = plt.subplots(1, 3, figsize=(15, 4))
+    for key in ("loss_d", "loss_g"):
+        ax_loss.plot(steps, [r[key] for r in rows], label=key)
+    for key in ("d_real", "d_fake"):
+        ax_d.plot(steps, [r[key] for r in rows], label=key)
+    for key in sorted(k for k in rows[-1] if k.startswith("gamma/")):
+        ax_gamma.plot(steps, [r.get(key, float("nan")) for r in rows], label=key.split("/", 1)[1])
+    ax_gamma.axhline(0, color="grey", lw=0.5)
+    for ax, title in ((ax_loss, "losses"), (ax_d, "mean D output"), (ax_gamma, "attention gamma")):
+        ax.set_title(title), ax.set_xlabel("step"), ax.legend(fontsize=8)
+    fig.suptitle(str(run_dir.name))
+    fig.tight_layout()
+    out = Path(out) if out else run_dir / "training.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

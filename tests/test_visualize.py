@@ -1,0 +1,142 @@
+"""Attention views: maps against the block's explicit attention, the figure, the training plot, the HTML page
+in a real headless Chromium."""
+
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from sagan.checkpoint import load_discriminator, load_generator
+from sagan.cli import main
+from sagan.config import ModelConfig
+from sagan.layers.attention import explicit_attention
+from sagan.models import Discriminator, Generator
+from sagan.sampling import fixed_noise, make_labels
+from sagan.visualize import auto_queries, capture_inputs, generate_with_attention, query_cell
+from tests.conftest import tiny_args
+
+
+def test_maps_are_rows_of_the_explicit_attention():
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        resolution=32,
+        num_classes=3,
+        g_channels=8,
+        d_channels=8,
+        z_dim=8,
+        g_attn_resolutions=(8, 16),
+        d_attn_resolutions=(16,),
+    )
+    G, D = Generator(cfg).eval(), Discriminator(cfg).eval()
+    z, y = torch.randn(2, 8), torch.tensor([0, 2])
+    images, maps = generate_with_attention(G, D, z, y)
+    with capture_inputs({**G.attention_layers(), **D.attention_layers()}) as feats:
+        D(G(z, y), y)
+    assert set(maps) == {"g8", "g16", "d16"}
+    for name, block in {**G.attention_layers(), **D.attention_layers()}.items():
+        m, gamma = maps[name]
+        x = feats[name]
+        H, W = x.shape[-2:]
+        _, attn = explicit_attention(*block.qkv(x))  # (B, N, M), independent of the visualisation code
+        assert m.shape == (2, H, W, H // 2, W // 2) and gamma == block.gamma.item()
+        for b, i, j in [(0, 0, 0), (1, H - 1, 2), (1, 3, W - 1)]:
+            torch.testing.assert_close(m[b, i, j].flatten(), attn[b, i * W + j])  # row-major query index
+
+
+def test_query_pixels_map_to_their_cells():
+    assert query_cell(0, 0, 32, (16, 16)) == (0, 0)
+    assert query_cell(31, 0, 32, (16, 16)) == (0, 15)  # x is the column
+    assert query_cell(5, 20, 32, (8, 8)) == (5, 1)
+    with pytest.raises(ValueError):
+        query_cell(32, 0, 32, (8, 8))
+    assert len(set(auto_queries(32, 3))) == 3
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(main, tiny_args(out, steps=3), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = out.iterdir()
+    return run
+
+
+def test_attention_figure_command(demo_run, tmp_path):
+    out = tmp_path / "fig.png"
+    result = CliRunner().invoke(
+        main,
+        ["attention", "--checkpoint", str(demo_run), "--out", str(out), "--num", "2", "--queries", "4,4;20,10;30,30"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as im:  # 1 image + (G layer + D layer) x 3 queries = 7 columns, 2 rows, 100 dpi
+        assert im.size == (round(2.1 * 7 * 100), round(2.3 * 2 * 100))
+    bad = CliRunner().invoke(main, ["attention", "--checkpoint", str(demo_run), "--out", str(out), "--layer", "g99"])
+    assert bad.exit_code == 1 and "no G attention layer 'g99'" in bad.output
+    bad = CliRunner().invoke(main, ["attention", "--checkpoint", str(demo_run), "--out", str(out), "--queries", "99,1"])
+    assert bad.exit_code == 1 and "--queries" in bad.output
+
+
+def test_plot_command(demo_run, tmp_path):
+    result = CliRunner().invoke(main, ["plot", str(demo_run), "--out", str(tmp_path / "t.png")])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "t.png") as im:
+        assert im.size == (1500, 400)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian package chromium)")
+def test_explorer_page_in_headless_chromium(demo_run, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="python package playwright is not installed")
+    page_path = tmp_path / "explore.html"
+    result = CliRunner().invoke(
+        main,
+        ["explore", "--checkpoint", str(demo_run), "--out", str(page_path), "--num", "4", "--seed", "3"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "http" not in page_path.read_text().split("<script>")[1]  # nothing fetched from a network
+    # The model's own maps for the same images.
+    G, D = load_generator(demo_run), load_discriminator(demo_run)
+    z, y = fixed_noise(4, G.cfg.z_dim, 3), make_labels(4, G.cfg.num_classes)
+    _, maps = generate_with_attention(G, D, z, y)
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_path.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        for sample, layer, (cx, cy) in [(0, 0, (100, 250)), (2, 1, (300, 40))]:
+            page.click(f"#thumbs img >> nth={sample}")
+            page.select_option("#layer", str(layer))
+            page.click("#image", position={"x": cx, "y": cy})  # pins the query under the pointer
+            shown = page.evaluate("window.sagan.state()")
+            assert shown["sample"] == sample and shown["pinned"]
+            assert (shown["px"], shown["py"]) == (cx * 32 // 384, cy * 32 // 384)
+            m = maps[shown["layerName"]][0][sample]
+            i, j = query_cell(shown["px"], shown["py"], 32, m.shape[:2])
+            assert shown["cell"] == [i, j]
+            torch.testing.assert_close(torch.tensor(shown["map"]), m[i, j].flatten(), atol=2e-3, rtol=2e-3)
+            page.click("#image", position={"x": cx, "y": cy})  # release the pin
+            # The map canvas is drawn: its brightest key cell is near inferno's top (a bright yellow-white).
+            brightest = page.evaluate("""() => { const d = document.getElementById('map').getContext('2d')
+                .getImageData(0, 0, 384, 384).data; let hi = 0;
+                for (let k = 0; k < d.length; k += 4) hi = Math.max(hi, d[k] + d[k + 1]);
+                return hi; }""")
+            assert brightest > 300
+        browser.close()
+    assert errors == []
