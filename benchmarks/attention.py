@@ -105,7 +105,8 @@ def run_case(*args, timeout: float = 600.0):
     p.join(timeout)
     if p.is_alive():
         p.kill()
-        return ("timeout", None, None)
+        p.join()
+        return (f">{timeout:.0f}s", None, None)
     if p.exitcode != 0 and out.empty():
         return ("OOM" if p.exitcode == -9 else f"crash {p.exitcode}", None, None)
     return out.get()
@@ -122,12 +123,13 @@ def main() -> None:
     ap.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS))
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--cpu-mem-gib", type=float, default=12.0, help="memory cap of each CPU case")
+    ap.add_argument("--max-seconds", type=float, default=150.0, help="time limit of each case (warm-up + repeats)")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     sizes = args.sizes or ([16, 32, 64] if args.quick else [16, 32, 64, 128])
     batches = args.batches or ([4] if args.quick else ([16, 64] if cuda else [1, 4]))
     channels = args.channels or (256 if cuda else 64)
-    repeats = args.repeats or (3 if args.quick else (20 if cuda else 5))
+    repeats = args.repeats or (2 if args.quick else (20 if cuda else 3))
 
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
     print(
@@ -139,8 +141,20 @@ def main() -> None:
     for size in sizes:
         for batch in batches:
             for dtype in args.dtypes:
+                if args.quick and dtype == "bf16" and size > 32:
+                    continue  # CPU bf16 matmuls of big maps are slow (the naive one takes minutes)
                 res = {
-                    i: run_case(i, size, batch, channels, dtype, args.device, repeats, args.cpu_mem_gib)
+                    i: run_case(
+                        i,
+                        size,
+                        batch,
+                        channels,
+                        dtype,
+                        args.device,
+                        repeats,
+                        args.cpu_mem_gib,
+                        timeout=args.max_seconds,
+                    )
                     for i in args.impls
                 }
                 for impl, (status, ms, mib) in res.items():

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from sagan import SelfAttention2d
+from sagan.layers.attention import explicit_attention
 
 torch.set_default_dtype(torch.float32)
 
@@ -127,15 +128,44 @@ def test_stable_under_autocast(block, dtype):
         assert (y.float() - y32).abs().max() < 0.1 * y32.abs().max()
 
 
+@pytest.mark.parametrize("layout", ["split", "pad"])
+def test_sdpa_layouts_equal_explicit_attention(block, layout):
+    from sagan.layers.attention import sdpa_attention
+
+    q, k, v = block.qkv(torch.randn(2, 16, 16, 16))
+    torch.testing.assert_close(sdpa_attention(q, k, v, layout), explicit_attention(q, k, v)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_large_maps_take_the_sdpa_route_and_agree(monkeypatch):
+    import sagan.layers.attention as attention
+
+    calls = []
+    real = attention.sdpa_attention
+    monkeypatch.setattr(attention, "sdpa_attention", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    b = SelfAttention2d(16).eval()
+    with torch.no_grad():
+        b.gamma.fill_(1.0)
+    x = torch.randn(2, 16, 8, 8)
+    small = b(x)
+    assert calls == []  # a small map on CPU is materialised
+    monkeypatch.setattr(attention, "CPU_DENSE_MAP_BYTES", 0)
+    large = b(x)
+    assert calls == [{"layout": "pad"}]
+    torch.testing.assert_close(large, small, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.skipif(not hasattr(torch, "_fused_sdp_choice"), reason="this torch cannot report its SDPA choice")
+@pytest.mark.parametrize("layout", ["split", "pad"])
 @pytest.mark.parametrize("variant", ["official", "paper"])
-def test_fast_path_inputs_select_a_fused_kernel(variant):
+def test_sdpa_inputs_select_a_fused_kernel(variant, layout):
     """A wider value than query would make torch fall back to the math kernel (full N x M map)."""
     from torch.nn.attention import SDPBackend
 
-    from sagan.layers.attention import split_heads
+    from sagan.layers.attention import prepare_sdpa
 
     b = SelfAttention2d(64, variant)
-    q, k, v = split_heads(*b.qkv(torch.randn(2, 64, 16, 16)))
-    assert q.shape[-1] == k.shape[-1] == v.shape[-1] == 8
+    q, k, v = b.qkv(torch.randn(2, 64, 16, 16))
+    assert torch._fused_sdp_choice(q, k, v, scale=1.0) == SDPBackend.MATH.value or variant == "paper"
+    q, k, v, _ = prepare_sdpa(q, k, v, layout)
+    assert q.shape[-1] == k.shape[-1] == v.shape[-1]
     assert torch._fused_sdp_choice(q, k, v, scale=1.0) != SDPBackend.MATH.value

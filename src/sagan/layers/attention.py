@@ -76,13 +76,16 @@ class SelfAttention2d(nn.Module):
         return q, k.flatten(2).transpose(1, 2), v.flatten(2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, return_attn: bool = False):
-        """x: (B, C, H, W) -> y: (B, C, H, W); with return_attn also the map (B, N, M), rows summing to 1."""
+        """x: (B, C, H, W) -> y: (B, C, H, W); with return_attn also the map (B, N, M), rows summing to 1.
+
+        Without return_attn the fast path runs (`fast_attention`); with it, the explicit path.
+        """
         B, _, H, W = x.shape
         q, k, v = self.qkv(x)
         if return_attn:
             o, attn = explicit_attention(q, k, v)
         else:
-            o = fused_attention(q, k, v)
+            o = fast_attention(q, k, v)
         o = o.transpose(1, 2).reshape(B, -1, H, W)  # (B, N, d_v) -> (B, d_v, H, W)
         y = x + self.gamma * self.out(o)
         return (y, attn) if return_attn else y
@@ -100,27 +103,58 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tup
     return o.to(v.dtype), attn
 
 
-def split_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Reshape q (B, N, d), k (B, M, d), v (B, M, e) to heads of width d: (B, e // d, ., d), q and k shared.
+# On CPU, a map of at most this many bytes (float32) is materialised: for small maps that is the fastest way
+# there (measured in benchmarks/attention.py), and memory is no concern. Larger maps, and all maps on GPUs, go to
+# SDPA's fused kernels, which never store the N x M map.
+CPU_DENSE_MAP_BYTES = 32 * 2**20
 
-    Fused (flash / memory-efficient) SDPA kernels need equal head sizes for q, k and v, but SAGAN's value is
-    wider than its query. Splitting v into e // d heads that share q and k gives the same result, since the
-    attention weights do not depend on v, and lets torch pick a kernel that never stores the N x M map.
-    When e is not a multiple of d, the inputs get a single head and torch uses its math kernel.
+
+def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T) v without returning the map; shapes as in explicit_attention.
+
+    CPU: small maps materialised (explicit_attention), large ones through SDPA on zero-padded inputs
+    (`layout="pad"`). GPU and others: SDPA with the value split into heads of the query width (`layout="split"`).
+    """
+    B, N, _ = q.shape
+    if q.device.type == "cpu":
+        if B * N * k.shape[1] * 4 <= CPU_DENSE_MAP_BYTES:
+            return explicit_attention(q, k, v)[0]
+        return sdpa_attention(q, k, v, layout="pad")
+    return sdpa_attention(q, k, v, layout="split")
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str = "split") -> torch.Tensor:
+    """softmax(q k^T) v through `F.scaled_dot_product_attention` with scale=1; shapes as in explicit_attention.
+
+    Fused (flash / memory-efficient) kernels need q, k and v of one head size, but SAGAN's value is wider than
+    its query (C/2 vs C/8), and torch silently falls back to its math kernel, which stores the N x M map.
+    Either layout makes the fused kernels eligible and gives the same result:
+    - "split": v cut into e / d heads of width d that share q and k (the weights do not depend on v); the
+      logits are computed once per head. Used on GPUs, whose fused kernels favour small head sizes.
+    - "pad": q and k zero-padded to the value width (zeros add nothing to q . k): one head, one softmax.
+      Used on CPU, where repeating the softmax per head costs more than the padded dot products.
+    """
+    q, k, v, undo = prepare_sdpa(q, k, v, layout)
+    return undo(F.scaled_dot_product_attention(q, k, v, scale=1.0))
+
+
+def prepare_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str):
+    """SDPA inputs (B, heads, ., w) for `layout` ("split" or "pad") and a function mapping its output to (B, N, e).
+
+    Fused kernels also need a unit stride in the last dim; the conv outputs have it along positions, hence
+    the contiguous copies (of q, k, v only: small next to the map).
     """
     B, N, d = q.shape
-    e = v.shape[-1]
-    heads = e // d if e % d == 0 else 1
-    # Fused kernels also need a unit stride in the last dim; the conv outputs have it along positions.
+    M, e = k.shape[1], v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    q = q.unsqueeze(1).expand(B, heads, N, d)  # (B, heads, N, d), a view shared across heads
-    k = k.unsqueeze(1).expand(B, heads, k.shape[1], d)
-    v = v.unflatten(-1, (heads, e // heads)).transpose(1, 2)  # (B, M, e) -> (B, heads, M, e // heads)
-    return q, k, v
-
-
-def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T) v through `F.scaled_dot_product_attention` with scale=1; shapes as in explicit_attention."""
-    B, N, _ = q.shape
-    o = F.scaled_dot_product_attention(*split_heads(q, k, v), scale=1.0)  # (B, heads, N, e // heads)
-    return o.transpose(1, 2).reshape(B, N, v.shape[-1])
+    if layout == "split" and e % d == 0:
+        h = e // d
+        q = q.unsqueeze(1).expand(B, h, N, d)  # (B, h, N, d), one view shared by the heads
+        k = k.unsqueeze(1).expand(B, h, M, d)
+        v = v.unflatten(-1, (h, d)).transpose(1, 2)  # (B, M, e) -> (B, h, M, d)
+        return q, k, v, lambda o: o.transpose(1, 2).reshape(B, N, e)  # (B, h, N, d) -> (B, N, e)
+    if layout not in ("split", "pad"):
+        raise ValueError(f"layout must be 'split' or 'pad', got {layout!r}")
+    w = max(d, e)  # "split" with e not a multiple of d falls back to padding as well
+    q, k, v = F.pad(q, (0, w - d))[:, None], F.pad(k, (0, w - d))[:, None], F.pad(v, (0, w - e))[:, None]
+    return q, k, v, lambda o: o[:, 0, :, :e]  # (B, 1, N, w) -> (B, N, e)
