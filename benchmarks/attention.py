@@ -4,25 +4,22 @@ reference (full N x N attention with bmm + softmax and a C-wide value, as most p
     python benchmarks/attention.py --quick            # CPU, small grid, < 2 minutes on 2 cores
     python benchmarks/attention.py --device cuda      # full grid on a GPU
 
-Each case runs in a forked child process, so a case that runs out of memory is reported as OOM and the peak
-memory of one case is not hidden by another's. CPU peak memory is the growth of the child's maximum resident
-set during the case (RLIMIT_DATA caps it, --cpu-mem-gib); CUDA peak memory is torch's max_memory_allocated.
+Each case runs in a forked child process (benchmarks/_harness.py): an out-of-memory is reported as OOM, a case
+over --max-seconds as such, and one case's memory peak does not hide another's.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import platform
-import resource
-import statistics
 import sys
-import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _harness import measure, ratio, run_isolated  # noqa: E402
 from sagan.layers.attention import SelfAttention2d  # noqa: E402
 
 
@@ -54,62 +51,21 @@ IMPLS = {
 }
 
 
-def _run_case(impl, size, batch, channels, dtype, device, repeats, mem_gib, out):
-    try:
-        if device == "cpu":
-            limit = int(mem_gib * 2**30)
-            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-        torch.manual_seed(0)
-        dev = torch.device(device)
-        module = IMPLS[impl](channels).to(dev)
-        with torch.no_grad():
-            module.gamma.fill_(0.5)
-        explicit = impl.startswith("explicit")
-        x = torch.randn(batch, channels, size, size, device=dev, requires_grad=True)
+def _case(impl, size, batch, channels, dtype, device, repeats):
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    module = IMPLS[impl](channels).to(dev)
+    with torch.no_grad():
+        module.gamma.fill_(0.5)
+    explicit = impl.startswith("explicit")
+    x = torch.randn(batch, channels, size, size, device=dev, requires_grad=True)
 
-        def step():
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-                y = module(x, return_attn=True)[0] if explicit else module(x)
-            y.float().sum().backward()
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            y = module(x, return_attn=True)[0] if explicit else module(x)
+        y.float().sum().backward()
 
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        step()  # warm-up, and the case's memory peak
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-        else:
-            peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-        out.put(("ok", statistics.median(times) * 1000, peak))
-    except (torch.OutOfMemoryError, MemoryError):
-        out.put(("OOM", None, None))
-    except RuntimeError as e:
-        out.put(("OOM", None, None) if "allocate" in str(e) or "out of memory" in str(e) else ("error", str(e), None))
-
-
-def run_case(*args, timeout: float = 600.0):
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    p = ctx.Process(target=_run_case, args=(*args, out))
-    p.start()
-    p.join(timeout)
-    if p.is_alive():
-        p.kill()
-        p.join()
-        return (f">{timeout:.0f}s", None, None)
-    if p.exitcode != 0 and out.empty():
-        return ("OOM" if p.exitcode == -9 else f"crash {p.exitcode}", None, None)
-    return out.get()
+    return measure(step, dev, repeats)
 
 
 def main() -> None:
@@ -143,36 +99,19 @@ def main() -> None:
             for dtype in args.dtypes:
                 if args.quick and dtype == "bf16" and size > 32:
                     continue  # CPU bf16 matmuls of big maps are slow (the naive one takes minutes)
-                res = {
-                    i: run_case(
-                        i,
-                        size,
-                        batch,
-                        channels,
-                        dtype,
-                        args.device,
-                        repeats,
-                        args.cpu_mem_gib,
-                        timeout=args.max_seconds,
-                    )
-                    for i in args.impls
-                }
+                case = (size, batch, channels, dtype, args.device, repeats)
+                mem = 0.0 if cuda else args.cpu_mem_gib
+                res = {i: run_isolated(_case, (i, *case), args.max_seconds, mem) for i in args.impls}
                 for impl, (status, ms, mib) in res.items():
                     if status != "ok":
                         print(f"| {size}x{size} | {batch} | {dtype} | {impl} | {status} | {status} | | | |")
                         continue
                     print(
                         f"| {size}x{size} | {batch} | {dtype} | {impl} | {ms:.2f} | {mib:.1f} | "
-                        f"{_ratio(ms, res.get('naive'), 1)} | {_ratio(mib, res.get('naive'), 2)} | "
-                        f"{_ratio(ms, res.get('explicit-' + impl.split('-')[-1]), 1)} |",
+                        f"{ratio(ms, res.get('naive'), 1)} | {ratio(mib, res.get('naive'), 2)} | "
+                        f"{ratio(ms, res.get('explicit-' + impl.split('-')[-1]), 1)} |",
                         flush=True,
                     )
-
-
-def _ratio(value, other, index):
-    if other is None or other[0] != "ok" or not other[index]:
-        return "-"
-    return f"{value / other[index]:.2f}"
 
 
 if __name__ == "__main__":
