@@ -16,8 +16,11 @@ from collections.abc import Callable
 import torch
 
 
-def measure(step: Callable[[], None], device: torch.device, repeats: int, warmup: int = 1) -> tuple[float, float]:
-    """Median milliseconds of `step` over `repeats` runs after `warmup` runs, and the peak memory in MiB."""
+def measure(
+    step: Callable[[], None], device: torch.device, repeats: int, warmup: int = 1, min_seconds: float = 2.0
+) -> tuple[float, float]:
+    """Median milliseconds of `step` over at least `repeats` runs (more until `min_seconds` have passed, for
+    stable medians of fast cases) after `warmup` runs, and the peak memory in MiB."""
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -26,8 +29,8 @@ def measure(step: Callable[[], None], device: torch.device, repeats: int, warmup
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_seconds and len(times) < 100):
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
@@ -56,7 +59,7 @@ def _child(target, args, mem_gib, out) -> None:
 
 
 def run_isolated(target: Callable, args: tuple, timeout: float, mem_gib: float = 0.0) -> tuple:
-    """("ok", ms, peak MiB) from target(*args) run in a forked child, or (status, None, None)."""
+    """("ok", *target(*args)) with target run in a forked child, or (status, None, None) if it failed."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     p = ctx.Process(target=_child, args=(target, args, mem_gib, out))

@@ -20,7 +20,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _harness import measure, ratio, run_isolated  # noqa: E402
-from sagan.layers.attention import SelfAttention2d  # noqa: E402
+from sagan.layers.attention import SelfAttention2d, fast_path_kernel  # noqa: E402
 
 
 class NaiveAttention(nn.Module):
@@ -59,13 +59,17 @@ def _case(impl, size, batch, channels, dtype, device, repeats):
         module.gamma.fill_(0.5)
     explicit = impl.startswith("explicit")
     x = torch.randn(batch, channels, size, size, device=dev, requires_grad=True)
+    kernel = "-"
+    if impl.startswith("fast"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            kernel = fast_path_kernel(*module.qkv(x))
 
     def step():
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             y = module(x, return_attn=True)[0] if explicit else module(x)
         y.float().sum().backward()
 
-    return measure(step, dev, repeats)
+    return (*measure(step, dev, repeats), kernel)
 
 
 def main() -> None:
@@ -92,8 +96,8 @@ def main() -> None:
         f"# attention fwd+bwd | device {args.device} ({name}) | torch {torch.__version__} | "
         f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()}"
     )
-    print("| map | batch | dtype | impl | ms | peak MiB | time / naive | mem / naive | time / explicit |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| map | batch | dtype | impl | kernel | ms | peak MiB | time / naive | mem / naive | time / explicit |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for size in sizes:
         for batch in batches:
             for dtype in args.dtypes:
@@ -102,14 +106,16 @@ def main() -> None:
                 case = (size, batch, channels, dtype, args.device, repeats)
                 mem = 0.0 if cuda else args.cpu_mem_gib
                 res = {i: run_isolated(_case, (i, *case), args.max_seconds, mem) for i in args.impls}
-                for impl, (status, ms, mib) in res.items():
+                for impl, (status, *vals) in res.items():
+                    row = f"| {size}x{size} | {batch} | {dtype} | {impl}"
                     if status != "ok":
-                        print(f"| {size}x{size} | {batch} | {dtype} | {impl} | {status} | {status} | | | |")
+                        print(f"{row} | - | {status} | {status} | | | |")
                         continue
+                    ms, mib, kernel = vals
+                    explicit = res.get("explicit-" + impl.split("-")[-1])
                     print(
-                        f"| {size}x{size} | {batch} | {dtype} | {impl} | {ms:.2f} | {mib:.1f} | "
-                        f"{ratio(ms, res.get('naive'), 1)} | {ratio(mib, res.get('naive'), 2)} | "
-                        f"{ratio(ms, res.get('explicit-' + impl.split('-')[-1]), 1)} |",
+                        f"{row} | {kernel} | {ms:.2f} | {mib:.1f} | {ratio(ms, res.get('naive'), 1)} | "
+                        f"{ratio(mib, res.get('naive'), 2)} | {ratio(ms, explicit, 1)} |",
                         flush=True,
                     )
 

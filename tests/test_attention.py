@@ -169,3 +169,13 @@ def test_sdpa_inputs_select_a_fused_kernel(variant, layout):
     q, k, v, _ = prepare_sdpa(q, k, v, layout)
     assert q.shape[-1] == k.shape[-1] == v.shape[-1]
     assert torch._fused_sdp_choice(q, k, v, scale=1.0) != SDPBackend.MATH.value
+
+
+@pytest.mark.skipif(not hasattr(torch, "_fused_sdp_choice"), reason="this torch cannot report its SDPA choice")
+def test_fast_path_kernel_report(monkeypatch):
+    import sagan.layers.attention as attention
+
+    q, k, v = SelfAttention2d(64).qkv(torch.randn(2, 64, 16, 16))
+    assert attention.fast_path_kernel(q, k, v) == "dense"
+    monkeypatch.setattr(attention, "CPU_DENSE_MAP_BYTES", 0)
+    assert attention.fast_path_kernel(q, k, v) not in ("dense", "MATH")

@@ -24,4 +24,4 @@ def test_info_prints_config_and_parameter_counts():
 def test_info_unknown_preset_is_a_one_line_error():
     result = CliRunner().invoke(main, ["info", "--preset", "nope"])
     assert result.exit_code == 2
-    assert "unknown preset" in result.output and "Traceback" not in result.output
+    assert "Invalid value for '--preset'" in result.output and "Traceback" not in result.output

@@ -261,7 +261,9 @@ def evaluate(
 
         G = load_generator(checkpoint, dev)
         source, resolution, channels = G, resolution or G.cfg.resolution, G.cfg.img_channels
-        data = data or _checkpoint_data(checkpoint)
+        if not data:
+            data, trained_root = _checkpoint_data(checkpoint)
+            data_root = data_root or trained_root
     else:
         source = fake
         if not data or not resolution:
@@ -274,13 +276,14 @@ def evaluate(
         Path(out).expanduser().write_text(text + "\n")
 
 
-def _checkpoint_data(checkpoint: str) -> str:
-    """The dataset a checkpoint was trained on (exported generators do not record it)."""
+def _checkpoint_data(checkpoint: str) -> tuple[str, str]:
+    """The dataset and data root a checkpoint was trained on (exported generators do not record them)."""
     if str(checkpoint).endswith(".safetensors"):
         raise click.UsageError("an exported generator does not record its dataset: give --data")
     from sagan.checkpoint import load_checkpoint
 
-    return load_checkpoint(checkpoint)["config"]["train"]["data"]
+    train = load_checkpoint(checkpoint)["config"]["train"]
+    return train["data"], train["data_root"]
 
 
 def _parse_queries(text: str | None, resolution: int, count: int) -> list[tuple[int, int]]:
@@ -338,7 +341,7 @@ def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, dev
     y = make_labels(num, G.cfg.num_classes, class_id)
     images, maps = generate_with_attention(G, D, z, None if y is None else y.to(z.device))
     maps = {k: (v[0].cpu(), v[1]) for k, v in maps.items()}
-    path = attention_figure(images.cpu(), maps, points, shown, out, title=f"{checkpoint} | seed {seed}")
+    path = attention_figure(images.cpu(), maps, points, shown, out, title=f"{Path(checkpoint).name} | seed {seed}")
     click.echo(f"wrote {path}")
 
 

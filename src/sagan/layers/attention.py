@@ -123,6 +123,19 @@ def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
     return sdpa_attention(q, k, v, layout="split")
 
 
+def fast_path_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """Which kernel `fast_attention` runs for these inputs: "dense" (materialised) or torch's SDPA backend name."""
+    B, N, _ = q.shape
+    if q.device.type == "cpu" and B * N * k.shape[1] * 4 <= CPU_DENSE_MAP_BYTES:
+        return "dense"
+    layout = "pad" if q.device.type == "cpu" else "split"
+    q, k, v, _ = prepare_sdpa(q, k, v, layout)
+    from torch.nn.attention import SDPBackend
+
+    choice = torch._fused_sdp_choice(q, k, v, scale=1.0)
+    return next(b.name for b in (getattr(SDPBackend, n) for n in dir(SDPBackend) if n.isupper()) if b.value == choice)
+
+
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str = "split") -> torch.Tensor:
     """softmax(q k^T) v through `F.scaled_dot_product_attention` with scale=1; shapes as in explicit_attention.
 
