@@ -79,7 +79,7 @@ def _setup_logging() -> None:
 def main() -> None:
     """SAGAN: Self-Attention Generative Adversarial Networks in PyTorch.
 
-    Start with `sagan train` (the demo preset: built-in shapes data, 32 px, about 10 minutes on 2 CPU cores).
+    Start with `sagan train` (the demo preset: built-in shapes data, 32 px, about 8 minutes on 2 CPU cores).
     """
 
 
