@@ -162,8 +162,10 @@ def prepare_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if layout == "split" and e % d == 0:
         h = e // d
-        q = q.unsqueeze(1).expand(B, h, N, d)  # (B, h, N, d), one view shared by the heads
-        k = k.unsqueeze(1).expand(B, h, M, d)
+        # (B, h, N, d): q and k repeated per head. Materialised (B * N * e values, small next to the N x M map)
+        # rather than stride-0 views, so that GPU kernels' stride checks cannot send them to the math kernel.
+        q = q.unsqueeze(1).expand(B, h, N, d).contiguous()
+        k = k.unsqueeze(1).expand(B, h, M, d).contiguous()
         v = v.unflatten(-1, (h, d)).transpose(1, 2)  # (B, M, e) -> (B, h, M, d)
         return q, k, v, lambda o: o.transpose(1, 2).reshape(B, N, e)  # (B, h, N, d) -> (B, N, e)
     if layout not in ("split", "pad"):

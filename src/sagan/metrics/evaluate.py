@@ -192,4 +192,6 @@ def evaluate(
         "features": "Inception-v3 pool3 (2048-d)" + (", logits for IS" if want_is else ""),
         "seed": seed,
     }
+    if "kid" in metrics:  # with fewer than 1000 images every subset is the whole set, so the std is 0
+        protocol["kid_subsets"] = f"100 x {min(1000, n_fake, n_real)}"
     return {"metrics": out, "protocol": protocol}
