@@ -193,16 +193,8 @@ def test_inception_score_without_logits_is_a_clear_error(tmp_path, inception_tor
 
 def test_training_tracks_fid_and_keeps_best(tmp_path, monkeypatch, inception_torchscript):
     monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
-    extra = [
-        "--set",
-        "eval_every=2",
-        "--set",
-        "eval_num=10",
-        "--set",
-        f"inception_path={inception_torchscript}",
-        "--set",
-        "eval_metrics=fid,kid",
-    ]
+    extra = ["--eval-every", "2", "--eval-num", "10", "--inception", str(inception_torchscript)]
+    extra += ["--set", "eval_metrics=fid,kid"]
     result = CliRunner().invoke(main, tiny_args(tmp_path / "runs", steps=4, extra=extra), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "runs").iterdir()

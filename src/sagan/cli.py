@@ -126,6 +126,16 @@ def info(preset: str) -> None:
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default=None, help="Mixed precision.")
 @click.option("--resume", default=None, help="Run folder or checkpoint to continue from (its config is used).")
 @click.option(
+    "--eval-every", type=int, default=None, help="Evaluate G_ema every N steps (FID; keeps best.pt).  [default: 0, off]"
+)
+@click.option("--eval-num", type=int, default=None, help="Images per evaluation.  [default: 5000]")
+@click.option(
+    "--inception",
+    "inception_path",
+    default=None,
+    help="Inception weights for evaluation (see `sagan evaluate --help`).",
+)
+@click.option(
     "--set",
     "sets",
     multiple=True,
@@ -147,6 +157,9 @@ def train(
     device,
     amp,
     resume,
+    eval_every,
+    eval_num,
+    inception_path,
     sets,
     dry_run,
 ) -> None:
@@ -162,6 +175,9 @@ def train(
         seed=seed,
         device=device,
         amp=amp,
+        eval_every=eval_every,
+        eval_num=eval_num,
+        inception_path=inception_path,
     )
     flags = {k: v for k, v in flags.items() if v is not None}
     if download:
