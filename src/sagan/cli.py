@@ -320,12 +320,12 @@ def _models_for_attention(checkpoint: str, device: str):
     from sagan.checkpoint import load_discriminator, load_generator
     from sagan.distributed import resolve_device
 
+    if str(checkpoint).endswith(".safetensors"):
+        raise ValueError("attention views need D too: give a run folder or training checkpoint, not an export")
     dev = resolve_device(device)
     G = load_generator(checkpoint, dev)
     if not G.attention_layers():
         raise ValueError("this generator has no attention layers")
-    if str(checkpoint).endswith(".safetensors"):
-        raise ValueError("attention views need D too: give a run folder or training checkpoint, not an export")
     return G, load_discriminator(checkpoint, dev)
 
 

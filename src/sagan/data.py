@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 SHAPE_NAMES = ("circle", "square", "triangle", "ring")
-# name -> (torchvision class, number of classes, channels, folder name under the data root)
+# name -> (torchvision class, number of classes, channels); files live in <data root>/<class name>/
 TORCHVISION = {
     "mnist": ("MNIST", 10, 1),
     "fashion-mnist": ("FashionMNIST", 10, 1),
