@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _harness import measure, run_isolated  # noqa: E402
 from sagan.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig  # noqa: E402
-from sagan.train import Trainer  # noqa: E402
+from sagan.trainer import Trainer  # noqa: E402
 
 OPTIONS = {
     "fp32": {},

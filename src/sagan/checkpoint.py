@@ -1,28 +1,35 @@
-"""Checkpoints: one dict per file, written atomically, loaded with `weights_only=True`; safetensors export.
+"""Checkpoints: one dict per file, written atomically and fsync'd, loaded with `weights_only=True`; export.
 
 A checkpoint holds G, D, G_ema (unwrapped, uncompiled state dicts), both optimizers, both grad scalers, the
-step, every rank's RNG states, the resolved config and a format version.
+step, the data position and RNG states of every rank, the resolved config and a format version. Anything
+loaded is checked before use: a file that is not a sagan checkpoint, weights that do not fit their config, and
+non-finite weights (a diverged run) are refused with a one-line `SaganError`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sagan.files import SaganError, atomic_output, check_output, write_text
+
 FORMAT_VERSION = 1
+SIDECAR_FORMAT = "sagan-generator"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to a temporary file beside `path`, fsync, rename over `path`, fsync the folder."""
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(obj, tmp)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -40,13 +47,32 @@ def load_checkpoint(path: str | Path) -> dict:
     p = resolve_checkpoint_path(path)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated or not a torch file at all
-        raise ValueError(f"cannot read checkpoint {p}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(ckpt, dict) or "G" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{p} is not a sagan training checkpoint")
+    except Exception as e:  # empty, truncated, or not a torch file; code in a pickle is refused here too
+        raise SaganError(f"cannot read checkpoint {p}: {_first_line(e)}") from None
+    config = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if not isinstance(config, dict) or not all(k in ckpt for k in ("G", "D", "step")) or "model" not in config:
+        raise SaganError(f"{p} is not a sagan training checkpoint")
     if ckpt.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{p} was written by a newer sagan (format {ckpt['version']} > {FORMAT_VERSION})")
+        raise SaganError(f"{p} was written by a newer sagan (format {ckpt['version']} > {FORMAT_VERSION})")
     return ckpt
+
+
+def run_folder_of(path: str | Path, ckpt: dict) -> Path | None:
+    """The run folder holding checkpoint `path`, or None when it is not inside one.
+
+    A run folder is RUN/checkpoints/<file>.pt beside a RUN/config.json that records the same preset and model
+    as the checkpoint: only such a folder may be written to on resume.
+    """
+    p = resolve_checkpoint_path(path).resolve()
+    folder = p.parent.parent
+    if p.parent.name != "checkpoints" or not (folder / "config.json").is_file():
+        return None
+    try:
+        recorded = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = isinstance(recorded, dict) and all(recorded.get(k) == ckpt["config"].get(k) for k in ("preset", "model"))
+    return folder if same else None
 
 
 def rng_state(generator: torch.Generator) -> dict:
@@ -80,20 +106,77 @@ def prune_snapshots(folder: Path, keep: int) -> None:
         old.unlink()
 
 
-def export_generator(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write the EMA generator (or G if the run had no EMA) as safetensors, and its config beside it as JSON."""
+def nonfinite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold NaN or inf."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
+
+
+def _generator_state(ckpt: dict) -> dict:
+    return ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"]
+
+
+def _check_finite(state: dict, source: Path) -> None:
+    bad = nonfinite(state)
+    if bad:
+        raise SaganError(
+            f"{source} has non-finite weights (NaN or inf, e.g. {bad[0]}): the run diverged; use an earlier checkpoint"
+        )
+
+
+def _is_sidecar(path: Path) -> bool:
+    """True for a config JSON written by `export_generator` (which it may replace with --overwrite)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and (data.get("format") == SIDECAR_FORMAT or set(data) == {"model", "step"})
+
+
+def export_generator(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write the EMA generator (or G if the run had no EMA) as safetensors, and its config beside it as JSON.
+
+    Existing files are replaced only with `overwrite`, and the JSON only if it is itself an export's config.
+    """
     from safetensors.torch import save_file
 
-    ckpt = load_checkpoint(checkpoint)
-    state = ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"]
     out = Path(out).expanduser()
     if out.suffix != ".safetensors":
-        raise ValueError(f"export path must end in .safetensors, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "sagan-generator"})
+        raise SaganError(f"export path must end in .safetensors, got {out}")
     config_path = out.with_suffix(".json")
-    config_path.write_text(json.dumps({"model": ckpt["config"]["model"], "step": ckpt["step"]}, indent=2))
+    check_output(out, overwrite)
+    check_output(config_path, overwrite, may_replace=_is_sidecar)
+    ckpt = load_checkpoint(checkpoint)
+    state = _generator_state(ckpt)
+    _check_finite(state, resolve_checkpoint_path(checkpoint))
+    meta = {"format": SIDECAR_FORMAT, "model": ckpt["config"]["model"], "step": ckpt["step"]}
+    with atomic_output(out, overwrite) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": SIDECAR_FORMAT})
+        write_text(config_path, json.dumps(meta, indent=2), overwrite, may_replace=_is_sidecar)
     return out, config_path
+
+
+def _build(cls, model_cfg, state: dict, source: Path):
+    """cls(ModelConfig) with `state` loaded, after checking that the weights fit the config and are finite."""
+    from sagan.config import ModelConfig, from_dict
+
+    if not isinstance(model_cfg, dict):
+        raise SaganError(f"{source}: the model config is missing or not a JSON object")
+    try:
+        model = cls(from_dict(ModelConfig, model_cfg))
+    except ValueError as e:
+        raise SaganError(f"{source}: bad model config: {e}") from None
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise SaganError(
+            f"{source}: the weights do not fit the model config ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(wrong)} of another shape, e.g. {example})"
+        )
+    _check_finite(state, source)
+    model.load_state_dict(state)
+    return model
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu"):
@@ -101,33 +184,34 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu"):
 
     Safetensors files need their config JSON beside them (same name, .json); no pickle is involved.
     """
-    from sagan.config import ModelConfig, from_dict
     from sagan.models import Generator
 
     p = Path(path).expanduser()
     if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         config_path = p.with_suffix(".json")
         if not p.is_file() or not config_path.is_file():
             raise FileNotFoundError(f"need both {p} and its config {config_path}")
-        model_cfg = json.loads(config_path.read_text())["model"]
-        state = load_file(str(p))
+        try:
+            meta = json.loads(config_path.read_text())
+        except ValueError as e:
+            raise SaganError(f"{config_path} is not valid JSON ({e})") from None
+        try:
+            state = load_file(str(p))
+        except SafetensorError as e:
+            raise SaganError(f"cannot read {p}: {_first_line(e)}") from None
+        G = _build(Generator, meta.get("model") if isinstance(meta, dict) else None, state, p)
     else:
         ckpt = load_checkpoint(p)
-        model_cfg = ckpt["config"]["model"]
-        state = ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"]
-    G = Generator(from_dict(ModelConfig, model_cfg))
-    G.load_state_dict(state)
+        G = _build(Generator, ckpt["config"]["model"], _generator_state(ckpt), resolve_checkpoint_path(p))
     return G.to(device).eval()
 
 
 def load_discriminator(path: str | Path, device: str | torch.device = "cpu"):
     """The Discriminator of a training checkpoint (or run folder), in eval mode."""
-    from sagan.config import ModelConfig, from_dict
     from sagan.models import Discriminator
 
     ckpt = load_checkpoint(path)
-    D = Discriminator(from_dict(ModelConfig, ckpt["config"]["model"]))
-    D.load_state_dict(ckpt["D"])
-    return D.to(device).eval()
+    return _build(Discriminator, ckpt["config"]["model"], ckpt["D"], resolve_checkpoint_path(path)).to(device).eval()

@@ -1,82 +1,61 @@
-"""The `sagan` command line: train, sample, export, info. Bad input ends in a one-line error, no traceback."""
+"""The `sagan` command line: train, sample, export, evaluate, views, info.
+
+Errors meant for users (the project's `SaganError`, `ValueError` from config checks, and any `OSError`: a file
+that cannot be read or written) end as one line `Error: ...` on stderr and exit status 1, wherever they are
+raised; `--debug` or SAGAN_DEBUG=1 shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import os
 import sys
-import typing
 from pathlib import Path
 
 import click
 
-from sagan.config import MODEL_PRESETS, PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig, from_dict
+from sagan.config import MODEL_PRESETS, PRESETS, ModelConfig
+from sagan.files import SaganError
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS = (SaganError, ValueError, OSError)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().params.get("debug")) or os.environ.get("SAGAN_DEBUG", "") not in ("", "0")
 
 
 class _Group(click.Group):
-    """Turns user errors raised anywhere below a command into `Error: <message>` and exit status 1."""
+    """Turns user errors raised anywhere below a command into one line `Error: <message>` and exit status 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as e:
-            raise click.ClickException(str(e)) from None
-
-
-def _parse_value(field: dataclasses.Field, text: str):
-    """Parse `text` as the type of a config field (bool, int, float, str, or a comma-separated tuple)."""
-    hint = typing.get_type_hints(_owner(field))[field.name]
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple:
-        parts = [p for p in text.split(",") if p.strip()]
-        return tuple(_scalar(args[0], p.strip(), field.name) for p in parts)
-    return _scalar(hint, text, field.name)
-
-
-def _owner(field: dataclasses.Field):
-    return ModelConfig if field.name in {f.name for f in dataclasses.fields(ModelConfig)} else TrainConfig
-
-
-def _scalar(kind, text: str, name: str):
-    try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"bad value {text!r} for {name} (expects {kind.__name__})") from None
-
-
-def apply_sets(model: dict, train: dict, sets: tuple[str, ...]) -> None:
-    """Apply KEY=VALUE overrides to the model or train config dict that has KEY."""
-    fields = {f.name: f for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in fields:
-            raise ValueError(f"--set expects KEY=VALUE with KEY a config field, got {item!r}; see --dry-run")
-        target = model if _owner(fields[key]) is ModelConfig else train
-        target[key] = _parse_value(fields[key], value)
+            if _debug(ctx):
+                raise
+            message = " ".join(str(e).split()) or type(e).__name__  # one line
+            filename = getattr(e, "filename", None)
+            if filename and str(filename) not in message:
+                message += f": {filename}"
+            raise click.ClickException(message) from None
 
 
 def _setup_logging() -> None:
-    import os
-
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr
     )
 
 
+_overwrite = click.option("--overwrite", is_flag=True, help="Replace --out if it exists (never a folder).")
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="sagan")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors (also: SAGAN_DEBUG=1).")
+def main(debug: bool) -> None:
     """SAGAN: Self-Attention Generative Adversarial Networks in PyTorch.
 
     Start with `sagan train` (the demo preset: built-in shapes data, 32 px, about 8 minutes on 2 CPU cores).
@@ -126,6 +105,11 @@ def info(preset: str) -> None:
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default=None, help="Mixed precision.")
 @click.option("--resume", default=None, help="Run folder or checkpoint to continue from (its config is used).")
 @click.option(
+    "--force",
+    is_flag=True,
+    help="On resume, accept changes that break exact continuation (data, batch size, D steps, seed, loss, ...).",
+)
+@click.option(
     "--eval-every", type=int, default=None, help="Evaluate G_ema every N steps (FID; keeps best.pt).  [default: 0, off]"
 )
 @click.option("--eval-num", type=int, default=None, help="Images per evaluation.  [default: 5000]")
@@ -143,78 +127,31 @@ def info(preset: str) -> None:
     help="Override any ModelConfig/TrainConfig field, e.g. --set lr_d=2e-4 --set g_attn_resolutions=16,32.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train(
-    preset,
-    data,
-    data_root,
-    download,
-    channels,
-    unconditional,
-    outdir,
-    steps,
-    batch_size,
-    seed,
-    device,
-    amp,
-    resume,
-    eval_every,
-    eval_num,
-    inception_path,
-    sets,
-    dry_run,
-) -> None:
+def train(preset, channels, download, unconditional, resume, force, sets, dry_run, **flags) -> None:
     """Train SAGAN. With no options: the demo preset on the built-in shapes dataset."""
-    from sagan.data import dataset_info
+    from sagan.config import resolve
 
-    flags = dict(
-        data=data,
-        data_root=data_root,
-        outdir=outdir,
-        steps=steps,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        amp=amp,
-        eval_every=eval_every,
-        eval_num=eval_num,
-        inception_path=inception_path,
-    )
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if download:
-        flags["download"] = True
-    run_dir, ckpt = None, None
+    flags["img_channels"] = int(channels) if channels else None
+    flags["download"] = True if download else None
+    flags["unconditional"] = True if unconditional else None
+    ckpt, run_dir = None, None
     if resume:
-        from sagan.checkpoint import load_checkpoint, resolve_checkpoint_path
+        from sagan.checkpoint import load_checkpoint, run_folder_of
 
         ckpt = load_checkpoint(resume)
-        model, train_d = dict(ckpt["config"]["model"]), dict(ckpt["config"]["train"])
-        preset = ckpt["config"].get("preset", preset)
-        folder = resolve_checkpoint_path(resume).parent.parent
-        run_dir = folder if (folder / "config.json").is_file() else None
-        if channels or unconditional or any(k in model for k, _ in (s.partition("=")[::2] for s in sets)):
-            raise ValueError("the model of a resumed run cannot change; drop --channels/--unconditional/model --set")
-    else:
-        model, train_d = dict(MODEL_PRESETS[preset]), dict(TRAIN_PRESETS[preset])
-    train_d.update(flags)
-    if not resume:
-        ds = dataset_info(train_d.get("data", TrainConfig.data))
-        model["num_classes"] = 0 if unconditional else ds.num_classes
-        train_d["unconditional"] = unconditional
-        model["img_channels"] = int(channels) if channels else (ds.channels if data else model.get("img_channels", 3))
-    apply_sets(model, train_d, sets)
-    model_cfg, train_cfg = from_dict(ModelConfig, model), from_dict(TrainConfig, train_d)
+        run_dir = run_folder_of(resume, ckpt)
+    resolved = resolve(preset, flags, sets, resume=ckpt, force=force)
     if dry_run:
-        click.echo(
-            json.dumps(
-                {"preset": preset, "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)},
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(resolved.as_dict(), indent=2))
         return
     _setup_logging()
+    if resume and run_dir is None:
+        logging.getLogger("sagan").warning(
+            "%s is not inside a run folder: continuing in a new run folder under %s", resume, resolved.train.outdir
+        )
     from sagan.train import train as run_training
 
-    run_training(model_cfg, train_cfg, preset=preset, resume=ckpt, run_dir=run_dir)
+    run_training(resolved, resume=ckpt, run_dir=run_dir)
 
 
 @main.command()
@@ -225,16 +162,20 @@ def train(
 @click.option("--seed", type=int, default=0, help="Seed of the noise.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Images per forward pass.")
-def sample(checkpoint, num, out, class_id, seed, device, batch_size) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace a grid PNG at --out (a folder must be new or empty).")
+def sample(checkpoint, num, out, class_id, seed, device, batch_size, overwrite) -> None:
     """Draw images from a trained generator (the EMA copy when the run kept one)."""
     from sagan.checkpoint import load_generator
     from sagan.distributed import resolve_device
+    from sagan.files import check_folder, check_output
     from sagan.sampling import fixed_noise, generate, make_labels, save_folder, save_grid
 
+    grid = out.lower().endswith(".png")
+    check_output(out, overwrite) if grid else check_folder(out)  # before any work
     G = load_generator(checkpoint, resolve_device(device))
     y = make_labels(num, G.cfg.num_classes, class_id)
     images = generate(G, fixed_noise(num, G.cfg.z_dim, seed), y, batch_size)
-    path = save_grid(images, out) if out.lower().endswith(".png") else save_folder(images, out, y)
+    path = save_grid(images, out, overwrite=overwrite) if grid else save_folder(images, out, y)
     click.echo(f"wrote {num} images to {path}")
 
 
@@ -254,12 +195,31 @@ def sample(checkpoint, num, out, class_id, seed, device, batch_size) -> None:
     help="Inception weights: a TorchScript pool3 module (FID/KID) or torch-fidelity's .pth (all).  "
     "[default: $SAGAN_INCEPTION_PATH, else torch-fidelity's download]",
 )
-@click.option("--resolution", type=int, default=None, help="Real-image resolution.  [default: the model's]")
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Real-image resolution.  [default: the model's, or with --fake the images']",
+)
 @click.option("--seed", type=int, default=0, help="Seed of the noise and of the real subset.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", default=None, help="Also write the JSON to this file.")
+@_overwrite
 def evaluate(
-    checkpoint, fake, data, data_root, split, num, num_real, metrics, inception_path, resolution, seed, device, out
+    checkpoint,
+    fake,
+    data,
+    data_root,
+    split,
+    num,
+    num_real,
+    metrics,
+    inception_path,
+    resolution,
+    seed,
+    device,
+    out,
+    overwrite,
 ) -> None:
     """FID / KID / IS (torch-fidelity, TF Inception features) of a generator or a folder of images; prints JSON."""
     from sagan.distributed import resolve_device
@@ -269,6 +229,10 @@ def evaluate(
 
     if (checkpoint is None) == (fake is None):
         raise click.UsageError("give exactly one of --checkpoint and --fake")
+    if out:
+        from sagan.files import check_output
+
+        check_output(out, overwrite)
     names = parse_metrics(metrics)
     dev = resolve_device(device)
     channels = 3
@@ -281,15 +245,20 @@ def evaluate(
             data, trained_root = _checkpoint_data(checkpoint)
             data_root = data_root or trained_root
     else:
+        from sagan.metrics.evaluate import folder_resolution
+
         source = fake
-        if not data or not resolution:
-            raise click.UsageError("with --fake, give --data and --resolution")
+        if not data:
+            raise click.UsageError("with --fake, give --data (the real images to compare with)")
+        resolution = resolution or folder_resolution(fake)
     inception = Inception(inception_path, dev, with_logits="is" in names)
     result = run_eval(source, data, names, num, resolution, channels, data_root, split, num_real, inception, seed=seed)
     text = json.dumps(result, indent=2)
     click.echo(text)
     if out:
-        Path(out).expanduser().write_text(text + "\n")
+        from sagan.files import write_text
+
+        write_text(out, text + "\n", overwrite)
 
 
 def _checkpoint_data(checkpoint: str) -> tuple[str, str]:
@@ -339,11 +308,14 @@ def _models_for_attention(checkpoint: str, device: str):
 @click.option("--d-layer", default=None, help="D attention layer shown beside it.  [default: the first]")
 @click.option("--queries", default=None, help="Query points 'x,y;x,y' in image pixels.  [default: 3, spread out]")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, device) -> None:
+@_overwrite
+def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, device, overwrite) -> None:
     """Figure of where chosen query points attend, in G's and D's attention layers (the paper's Fig. 1)."""
+    from sagan.files import check_output
     from sagan.sampling import fixed_noise, make_labels
     from sagan.visualize import attention_figure, generate_with_attention
 
+    check_output(out, overwrite)
     G, D = _models_for_attention(checkpoint, device)
     g_layers, d_layers = list(G.attention_layers()), list(D.attention_layers())
     layer = layer or g_layers[0]
@@ -357,7 +329,8 @@ def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, dev
     y = make_labels(num, G.cfg.num_classes, class_id)
     images, maps = generate_with_attention(G, D, z, None if y is None else y.to(z.device))
     maps = {k: (v[0].cpu(), v[1]) for k, v in maps.items()}
-    path = attention_figure(images.cpu(), maps, points, shown, out, title=f"{Path(checkpoint).name} | seed {seed}")
+    title = f"{Path(checkpoint).name} | seed {seed}"
+    path = attention_figure(images.cpu(), maps, points, shown, out, title=title, overwrite=overwrite)
     click.echo(f"wrote {path}")
 
 
@@ -367,33 +340,38 @@ def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, dev
 @click.option("--num", type=click.IntRange(1, 256), default=16, help="Generated images embedded in the page.")
 @click.option("--seed", type=int, default=0, help="Seed of the noise.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-def explore(checkpoint, out, num, seed, device) -> None:
+@_overwrite
+def explore(checkpoint, out, num, seed, device, overwrite) -> None:
     """Write a self-contained HTML page to explore every attention layer's maps (works offline)."""
     from sagan.explore import explore_data, write_explorer
+    from sagan.files import check_output
 
+    check_output(out, overwrite)
     G, D = _models_for_attention(checkpoint, device)
-    path = write_explorer(explore_data(G, D, num, seed), out)
+    path = write_explorer(explore_data(G, D, num, seed), out, overwrite)
     click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); open it in a browser")
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default=None, help="Output PNG.  [default: RUN_DIR/training.png]")
-def plot(run_dir, out) -> None:
+@click.option("--out", default=None, help="Output PNG.  [default: RUN_DIR/training.png, replaced each time]")
+@_overwrite
+def plot(run_dir, out, overwrite) -> None:
     """Plot losses, mean D outputs and every attention gamma over training from RUN_DIR/metrics.jsonl."""
     from sagan.visualize import plot_training
 
-    click.echo(f"wrote {plot_training(run_dir, out)}")
+    click.echo(f"wrote {plot_training(run_dir, out, overwrite=overwrite or out is None)}")
 
 
 @main.command()
 @click.option("--checkpoint", required=True, help="Run folder or checkpoint .pt.")
 @click.option("--out", required=True, help="Output .safetensors path; the config goes beside it as .json.")
-def export(checkpoint, out) -> None:
+@_overwrite
+def export(checkpoint, out, overwrite) -> None:
     """Write the EMA generator as safetensors plus its config JSON (loadable with no pickle)."""
     from sagan.checkpoint import export_generator
 
-    weights, config = export_generator(checkpoint, out)
+    weights, config = export_generator(checkpoint, out, overwrite)
     click.echo(f"wrote {weights} and {config}")
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 ATTN_VARIANTS = ("official", "paper")
 INITS = ("orthogonal", "xavier", "normal")
@@ -66,6 +68,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Fill resolution-dependent defaults and raise ValueError on an inconsistent config."""
+        _check_types(self)
         r = self.resolution
         if r < 8 or r & (r - 1):
             raise ValueError(f"resolution must be a power of two >= 8, got {r}")
@@ -79,6 +82,8 @@ class ModelConfig:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.sn_power_iterations < 1:
             raise ValueError("sn_power_iterations must be >= 1")
+        if not (self.sn_eps > 0 and self.bn_eps > 0):
+            raise ValueError("sn_eps and bn_eps must be > 0")
         num_stages = int(math.log2(r)) - 1
         for name, table in (("g_channel_mult", _G_MULT), ("d_channel_mult", _D_MULT), ("d_downsample", _D_DOWN)):
             if not getattr(self, name):
@@ -169,7 +174,8 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError on impossible values."""
+        """Raise ValueError on impossible values (NaN and inf included)."""
+        _check_types(self)
         positive = ("steps", "batch_size", "d_steps", "log_every", "sample_every", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -184,10 +190,46 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0 and betas in [0, 1)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ema_start_step < 0 or self.num_workers < -1:
+            raise ValueError("ema_start_step must be >= 0 and num_workers >= -1")
+
+
+def _field_types(cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(kind, value, name: str):
+    """`value` as the field type `kind` (int, float, bool, str or tuple[T, ...]); ValueError if it is not one."""
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        return tuple(_coerce(typing.get_args(kind)[0], v, name) for v in value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return kind(value)
+
+
+def _check_types(cfg) -> None:
+    """Raise ValueError unless every field of the dataclass `cfg` has its declared type (floats finite)."""
+    for name, kind in _field_types(type(cfg)).items():
+        setattr(cfg, name, _coerce(kind, getattr(cfg, name), name))
 
 
 def from_dict(cls, d: dict):
-    """Build a config dataclass from a dict (e.g. a checkpoint's), rejecting unknown keys."""
+    """Build a config dataclass from a dict (e.g. a checkpoint's or a JSON file's), checking keys and types.
+
+    Unknown keys and values of the wrong type (None included) raise ValueError; missing keys take defaults.
+    """
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} must be a mapping, got {type(d).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
@@ -288,3 +330,142 @@ TRAIN_PRESETS: dict[str, dict] = {
 }
 PRESETS = tuple(MODEL_PRESETS)
 assert set(TRAIN_PRESETS) == set(MODEL_PRESETS)
+
+
+# Resolving a run's config. Train fields fall in three groups when a run is resumed:
+# - the model cannot change (its weights are restored), and `unconditional` decides the model;
+# - RESUME_BREAKING fields decide the data stream or the restored state: changing them means the continuation is
+#   not what an uninterrupted run would have done, so resume refuses unless forced;
+# - RESUME_APPLIED hyper-parameters are applied to the restored optimisers and EMA (and logged);
+# the rest (steps, intervals, evaluation, device, workers, paths) are bookkeeping and change freely.
+RESUME_BREAKING = ("data", "batch_size", "d_steps", "seed", "hflip", "loss", "use_ema", "amp")
+RESUME_APPLIED = ("lr_g", "lr_d", "beta1", "beta2", "ema_decay", "ema_start_step")
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+DERIVED_FIELDS = ("num_classes",)  # follows the data and `unconditional`
+
+
+@dataclass
+class Resolved:
+    """A run's config: the preset it came from, the model and training configs, and on resume what changed."""
+
+    preset: str
+    model: ModelConfig
+    train: TrainConfig
+    changes: dict[str, tuple] = field(default_factory=dict)  # train field -> (checkpoint's value, new value)
+
+    def as_dict(self) -> dict:
+        """JSON-ready {"preset", "model", "train"} (lists, not tuples): config.json and every checkpoint."""
+        import json
+
+        d = {"preset": self.preset, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
+        return json.loads(json.dumps(d))
+
+
+def parse_set(item: str) -> tuple[str, typing.Any]:
+    """ "KEY=VALUE" -> (field name, value typed as that ModelConfig/TrainConfig field); tuples comma-separated."""
+    key, sep, text = item.partition("=")
+    key = key.strip().replace("-", "_")
+    owner = ModelConfig if key in MODEL_FIELDS else TrainConfig if key in TRAIN_FIELDS else None
+    if not sep or owner is None:
+        raise ValueError(f"--set expects KEY=VALUE with KEY a config field, got {item!r}; see --dry-run")
+    kind = _field_types(owner)[key]
+    if typing.get_origin(kind) is tuple:
+        return key, tuple(_parse_scalar(typing.get_args(kind)[0], p.strip(), key) for p in text.split(",") if p.strip())
+    return key, _parse_scalar(kind, text.strip(), key)
+
+
+def _parse_scalar(kind, text: str, name: str):
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"bad value {text!r} for {name} (expects {kind.__name__})") from None
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"bad value {text!r} for {name} (expects a finite number)")
+    return value
+
+
+def _overrides(flags: dict, sets: Sequence[str]) -> dict:
+    """Flags and --set items as one dict of field -> value; --set wins over a flag, a later --set over an earlier."""
+    out = {k: v for k, v in flags.items() if v is not None}
+    for item in sets:
+        key, value = parse_set(item)
+        out[key] = value
+    unknown = set(out) - set(MODEL_FIELDS) - set(TRAIN_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown config fields: {sorted(unknown)}")
+    return out
+
+
+def resolve(
+    preset: str,
+    flags: dict | None = None,
+    sets: Sequence[str] = (),
+    resume: dict | None = None,
+    force: bool = False,
+    data_info: Callable | None = None,
+) -> Resolved:
+    """A run's config from a preset (or a resumed checkpoint's config), CLI flags and --set items.
+
+    `flags` maps config field names to values (None: not given). Order: preset, flags, --set items (so --set
+    `data`/`unconditional` count as much as the flags do), then the fields that follow the data:
+    `num_classes` (0 when unconditional) and `img_channels` (unless given), from `data_info(data)` (default:
+    `sagan.data.dataset_info`). On resume (`resume`: the loaded checkpoint) the model is the checkpoint's and
+    cannot change; see RESUME_BREAKING and RESUME_APPLIED for train fields (`force` accepts breaking changes).
+    """
+    if data_info is None:
+        from sagan.data import dataset_info as data_info
+    given = _overrides(flags or {}, sets)
+    derived = [k for k in DERIVED_FIELDS if k in given]
+    if derived:
+        raise ValueError(f"{derived[0]} follows the data; use --unconditional (or --set unconditional=true)")
+    if resume is not None:
+        return _resolve_resume(resume, given, force, data_info)
+    if preset not in MODEL_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    model, train = dict(MODEL_PRESETS[preset]), dict(TRAIN_PRESETS[preset])
+    train.update({k: v for k, v in given.items() if k in TRAIN_FIELDS})
+    info = data_info(train.get("data", TrainConfig.data))
+    model["num_classes"] = 0 if train.get("unconditional", False) else info.num_classes
+    model["img_channels"] = given.get("img_channels", info.channels)
+    if model["img_channels"] == 1 and info.channels == 3:
+        raise ValueError(f"{train.get('data', TrainConfig.data)} has colour images; train it with 3 image channels")
+    model.update({k: v for k, v in given.items() if k in MODEL_FIELDS})
+    return Resolved(preset, from_dict(ModelConfig, model), from_dict(TrainConfig, train))
+
+
+def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable) -> Resolved:
+    old = ckpt["config"]
+    model, old_train = dict(old["model"]), dict(old["train"])
+    changed_model = [k for k in given if k in MODEL_FIELDS and _json(given[k]) != _json(model.get(k))]
+    if "unconditional" in given and given["unconditional"] != old_train.get("unconditional", False):
+        changed_model.append("unconditional")
+    if changed_model:
+        raise ValueError(f"the model of a resumed run cannot change ({', '.join(changed_model)}); start a new run")
+    train = {**old_train, **{k: v for k, v in given.items() if k in TRAIN_FIELDS}}
+    train_cfg = from_dict(TrainConfig, train)
+    new = dataclasses.asdict(train_cfg)
+    changes = {k: (old_train.get(k), new[k]) for k in new if _json(new[k]) != _json(old_train.get(k))}
+    breaking = [k for k in RESUME_BREAKING if k in changes]
+    if breaking and not force:
+        what = ", ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in breaking)
+        raise ValueError(f"resuming with changed {what} would not continue the run exactly; pass --force to accept")
+    if "data" in changes:
+        info = data_info(train_cfg.data)
+        if (0 if train_cfg.unconditional else info.num_classes) != model["num_classes"]:
+            raise ValueError(f"{train_cfg.data} has {info.num_classes} classes; the resumed model has another number")
+    step = int(ckpt["step"])
+    if train_cfg.steps <= step:
+        raise ValueError(f"the run is already at step {step} of {train_cfg.steps}; pass --steps N with N > {step}")
+    return Resolved(old.get("preset", "custom"), from_dict(ModelConfig, model), train_cfg, changes)
+
+
+def _json(value):
+    """Tuples and lists compare equal, as they do after a JSON round trip."""
+    return list(value) if isinstance(value, tuple) else value

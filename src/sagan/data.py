@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,21 @@ def load_dataset(
     return ImageFolderDataset(name, resolution, channels)
 
 
+def to_8bit(im: Image.Image, channels: int) -> Image.Image:
+    """An image as 8-bit "L" (channels 1) or "RGB" (3), converted by bit depth: 16-bit images ("I;16", "I": PNG,
+    TIFF) are scaled to 8 bits, where PIL's own convert() would clip everything above 255 to white."""
+    if im.mode.startswith("I"):
+        arr = np.asarray(im).astype(np.float64)
+        im = Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8))
+    return im.convert("RGB" if channels == 3 else "L")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    return im.convert("RGB")
+    return to_8bit(im, 3)
 
 
 def _to_gray(im: Image.Image) -> Image.Image:
-    return im.convert("L")
+    return to_8bit(im, 1)
 
 
 def _transform(resolution: int, channels: int):
@@ -94,6 +103,26 @@ def _transform(resolution: int, channels: int):
     convert = T.Lambda(_to_rgb if channels == 3 else _to_gray)  # module-level functions pickle for workers
     steps = [convert, T.Resize(resolution), T.CenterCrop(resolution), T.ToTensor()]
     return T.Compose([*steps, T.Normalize([0.5] * channels, [0.5] * channels)])
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an image file (a truncated file fails here, not later). PIL raises many kinds of
+    errors on broken or hostile files (OSError, DecompressionBombError, SyntaxError, ...): callers catch them."""
+    with Image.open(path) as im:
+        im.load()
+        return im.copy() if im.mode != "P" else im.convert("RGBA" if "transparency" in im.info else "RGB")
+
+
+def check_image(path: Path) -> str | None:
+    """None if `path` decodes completely, else why not. JPEGs decode at 1/8 scale (fast, and still every byte)."""
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft(im.mode, (max(im.width // 8, 1), max(im.height // 8, 1)))
+            im.load()
+    except Exception as e:  # noqa: BLE001  (any decoder failure means: unreadable)
+        return f"{type(e).__name__}: {str(e)[:120]}"
+    return None
 
 
 def _torchvision_dataset(name: str, root: Path, resolution: int, channels: int, download: bool, train: bool) -> Dataset:
@@ -179,20 +208,13 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _readable(path: Path) -> bool:
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        return True
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return False
-
-
 class ImageFolderDataset(Dataset):
     """Images in `folder`: one sub-folder per class gives labels; a flat folder is unconditional (label 0).
 
-    Images are resized (shorter side) and centre-cropped to `resolution`. Unreadable files are skipped and
-    counted in the log; an empty folder, or one where most files are unreadable, raises ValueError.
+    Images are decoded completely when the folder is scanned, converted to 8 bits by their bit depth, resized
+    (shorter side) and centre-cropped to `resolution`. Unreadable files (truncated, corrupt, decompression bombs)
+    are skipped and counted in the log; an empty folder, or one where most files are unreadable, raises
+    ValueError. A file that fails to load later (changed on disk) is replaced by the next image, with a warning.
     """
 
     def __init__(self, folder: str | Path, resolution: int, channels: int = 3):
@@ -206,7 +228,9 @@ class ImageFolderDataset(Dataset):
         if not candidates:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {self.folder}")
         self.samples = [
-            (p, y) for p, y in tqdm(candidates, desc="checking images", leave=False, disable=None) if _readable(p)
+            (p, y)
+            for p, y in tqdm(candidates, desc="checking images", unit="img", leave=False, disable=None)
+            if check_image(p) is None
         ]
         skipped = len(candidates) - len(self.samples)
         if skipped:
@@ -214,14 +238,20 @@ class ImageFolderDataset(Dataset):
         if len(self.samples) < len(candidates) / 2:
             raise ValueError(f"{skipped} of {len(candidates)} image files in {self.folder} are unreadable")
         self.transform = _transform(resolution, channels)
+        self.failures = 0  # files that failed after the scan, in this process
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        with Image.open(path) as im:
-            return self.transform(im), label
+        for attempt in range(min(len(self.samples), 10)):
+            path, label = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                return self.transform(open_image(path)), label
+            except Exception as e:  # noqa: BLE001  (the file changed after the scan)
+                self.failures += 1
+                log.warning("skipped %s (%s: %s); %d skipped in this process", path, type(e).__name__, e, self.failures)
+        raise ValueError(f"10 images in a row failed to load in {self.folder}; check the folder")
 
 
 class InfiniteSampler(Sampler):

@@ -31,11 +31,21 @@ def launched_by_torchrun() -> bool:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """ "auto" -> cuda:<local_rank> if available, else cpu. "cuda" under torchrun -> cuda:<local_rank>."""
+    """ "auto" -> cuda:<local_rank> if available, else cpu. "cuda" under torchrun -> cuda:<local_rank>.
+
+    Accepts auto, cpu, cuda, cuda:N and mps; anything else, or a device this machine lacks, is a ValueError.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but MPS is not available; use --device cpu")
     if name == "cuda":
         name = f"cuda:{local_rank}"
     return torch.device(name)

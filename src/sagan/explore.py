@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sagan.files import write_text
 from sagan.sampling import fixed_noise, make_labels
 from sagan.visualize import generate_with_attention
 
@@ -62,9 +63,7 @@ def explore_data(G, D, num: int, seed: int, batch_size: int = 16) -> dict:
     }
 
 
-def write_explorer(data: dict, out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+def write_explorer(data: dict, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the page (atomically; an existing file only with `overwrite`)."""
     template = (Path(__file__).parent / "explorer.html").read_text()
-    out.write_text(template.replace("/*DATA*/null", json.dumps(data)))
-    return out
+    return write_text(out, template.replace("/*DATA*/null", json.dumps(data)), overwrite)

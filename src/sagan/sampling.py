@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 import torchvision.utils as vutils
 
+from sagan.files import atomic_folder, atomic_output
+
 
 def make_labels(n: int, num_classes: int, class_id: int | None = None, per_row: int = 0) -> torch.Tensor | None:
     """Labels for n samples: None if unconditional, all `class_id` if given, else balanced.
@@ -46,19 +48,18 @@ def fixed_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
     return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
-    """Save images in [-1, 1] as one PNG grid."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    vutils.save_image(images.add(1).div(2).clamp(0, 1), str(path), nrow=nrow, padding=2)
-    return path
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, overwrite: bool = False) -> Path:
+    """Save images in [-1, 1] as one PNG grid (atomically; an existing file only with `overwrite`)."""
+    with atomic_output(path, overwrite) as tmp:
+        vutils.save_image(images.add(1).div(2).clamp(0, 1), str(tmp), nrow=nrow, padding=2)
+    return Path(path).expanduser()
 
 
 def save_folder(images: torch.Tensor, folder: str | Path, labels: torch.Tensor | None = None) -> Path:
-    """Save images in [-1, 1] as numbered PNGs (with the class in the name when labels are given)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(images):
-        name = f"{i:06d}.png" if labels is None else f"{i:06d}_c{int(labels[i])}.png"
-        vutils.save_image(img.add(1).div(2).clamp(0, 1), str(folder / name))
-    return folder
+    """Save images in [-1, 1] as numbered PNGs (class in the name when labels are given) in a new or empty
+    folder, which appears complete or not at all."""
+    with atomic_folder(folder) as tmp:
+        for i, img in enumerate(images):
+            name = f"{i:06d}.png" if labels is None else f"{i:06d}_c{int(labels[i])}.png"
+            vutils.save_image(img.add(1).div(2).clamp(0, 1), str(tmp / name))
+    return Path(folder).expanduser()

@@ -9,12 +9,12 @@ is upsampled back to image size for display: each key cell covers the image regi
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from sagan.files import atomic_output
 from sagan.layers.attention import SelfAttention2d
 
 QUERY_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
@@ -80,7 +80,7 @@ def upsample_map(m: torch.Tensor, resolution: int) -> torch.Tensor:
     return F.interpolate(m[None, None].float(), size=(resolution, resolution), mode="nearest")[0, 0]
 
 
-def attention_figure(images, maps, queries, layers, out: str | Path, title: str = "") -> Path:
+def attention_figure(images, maps, queries, layers, out: str | Path, title: str = "", overwrite: bool = False) -> Path:
     """One row per image: the image with coloured query points, then each layer's map for each query."""
     import matplotlib
 
@@ -113,15 +113,25 @@ def attention_figure(images, maps, queries, layers, out: str | Path, title: str 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save_figure(fig, out, overwrite)
 
 
-def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Losses, mean D outputs and every attention gamma over training, from the run's metrics.jsonl."""
+def _save_figure(fig, out: str | Path, overwrite: bool) -> Path:
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_output(out, overwrite) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
+    return Path(out).expanduser()
+
+
+def plot_training(run_dir: str | Path, out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Losses, mean D outputs and every attention gamma over training, from the run's metrics.jsonl.
+
+    A last line cut short by a crash is skipped (see `read_metrics`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,8 +141,9 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "loss_d" in r]
+    from sagan.rundir import read_metrics
+
+    rows = [r for r in read_metrics(path) if "loss_d" in r]
     if not rows:
         raise ValueError(f"{path} has no training rows yet")
     steps = [r["step"] for r in rows]
@@ -148,7 +159,4 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set_title(title), ax.set_xlabel("step"), ax.legend(fontsize=8)
     fig.suptitle(str(run_dir.name))
     fig.tight_layout()
-    out = Path(out) if out else run_dir / "training.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save_figure(fig, out or run_dir / "training.png", overwrite)

@@ -94,12 +94,14 @@ class SelfAttention2d(nn.Module):
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T) v with the map materialised: q (B, N, d), k (B, M, d), v (B, M, e) -> (B, N, e), (B, N, M).
 
-    Logits and softmax are computed in float32 so that bf16/fp16 inputs cannot overflow or lose the map.
+    Logits and softmax are computed in at least float32 (bf16/fp16 inputs are lifted, so they cannot overflow or
+    lose the map; float64 stays float64).
     """
+    dtype = torch.promote_types(q.dtype, torch.float32)
     with torch.autocast(q.device.type, enabled=False):  # autocast would cast the bmm back to low precision
-        logits = torch.bmm(q.float(), k.float().transpose(1, 2))  # (B, N, M), unscaled as in SAGAN
+        logits = torch.bmm(q.to(dtype), k.to(dtype).transpose(1, 2))  # (B, N, M), unscaled as in SAGAN
         attn = torch.softmax(logits, dim=-1)
-        o = torch.bmm(attn, v.float())
+        o = torch.bmm(attn, v.to(dtype))
     return o.to(v.dtype), attn
 
 

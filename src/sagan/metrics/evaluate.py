@@ -6,6 +6,7 @@ cached by (dataset, split, resolution, channels, count, extractor)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sagan.data import load_dataset
+from sagan.files import SaganError
 from sagan.metrics.inception import Inception, cached_features, to_uint8
 from sagan.metrics.math import fid_from_features, inception_score, kid_from_features, symmetry_error
 
+log = logging.getLogger("sagan")
 METRICS = ("fid", "kid", "is", "pr")
 
 
@@ -71,31 +74,53 @@ def generated_batches(G: torch.nn.Module, num: int, batch_size: int = 50, seed: 
             yield to_uint8(G(z.to(device), y).float().cpu())
 
 
-def folder_batches(folder: str | Path, batch_size: int = 50) -> tuple[Iterator[torch.Tensor], int]:
-    """uint8 batches of the PNG/JPEG images in `folder` (all of one size)."""
+def _image_files(folder: str | Path) -> list[Path]:
     from sagan.data import IMAGE_EXTENSIONS
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder of generated images at {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise ValueError(f"no images in {folder}")
+        raise SaganError(f"no images in {folder}")
+    return files
 
-    def load(p: Path) -> torch.Tensor:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
-        return (
-            torch.from_numpy(arr.copy()).unsqueeze(0)
-            if arr.ndim == 2
-            else torch.from_numpy(arr.copy()).permute(2, 0, 1)
-        )
+
+def _load_uint8(path: Path) -> torch.Tensor:
+    """(1 or 3, H, W) uint8 of an image file, decoded completely and converted by bit depth."""
+    from sagan.data import open_image, to_8bit
+
+    try:
+        im = open_image(path)
+    except Exception as e:  # noqa: BLE001  (any decoder failure: the folder is not usable as it is)
+        raise SaganError(f"cannot read generated image {path}: {type(e).__name__}: {str(e)[:120]}") from None
+    gray = im.getbands()[0] in ("1", "L", "I", "F") and len(im.getbands()) <= 2
+    arr = np.asarray(to_8bit(im, 1 if gray else 3))
+    return torch.from_numpy(arr.copy()).unsqueeze(0) if arr.ndim == 2 else torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def folder_resolution(folder: str | Path) -> int:
+    """The size of the (square) images in `folder`, read from the first file's header."""
+    path = _image_files(folder)[0]
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except Exception as e:  # noqa: BLE001
+        raise SaganError(f"cannot read generated image {path}: {type(e).__name__}: {str(e)[:120]}") from None
+    if width != height:
+        raise SaganError(f"{path} is {width}x{height}, not square: give --resolution for the real images")
+    return height
+
+
+def folder_batches(folder: str | Path, batch_size: int = 50) -> tuple[Iterator[torch.Tensor], int]:
+    """uint8 batches of the image files in `folder` (all of one size); an unreadable file is an error."""
+    files = _image_files(folder)
 
     def gen():
         for i in range(0, len(files), batch_size):
-            batch = [load(p) for p in files[i : i + batch_size]]
+            batch = [_load_uint8(p) for p in files[i : i + batch_size]]
             if len({t.shape for t in batch}) > 1:
-                raise ValueError(f"images in {folder} differ in size or channels")
+                raise SaganError(f"images in {folder} differ in size or channels")
             yield torch.stack(batch)
 
     return gen(), len(files)
@@ -195,3 +220,33 @@ def evaluate(
     if "kid" in metrics:  # with fewer than 1000 images every subset is the whole set, so the std is 0
         protocol["kid_subsets"] = f"100 x {min(1000, n_fake, n_real)}"
     return {"metrics": out, "protocol": protocol}
+
+
+class Evaluator:
+    """Evaluates G during training with the `sagan evaluate` protocol; Inception and reference features load once.
+
+    Constructing it loads (and checks) the Inception weights, so a bad --inception fails before training starts.
+    """
+
+    def __init__(self, cfg, model_cfg, device: torch.device) -> None:
+        self.cfg, self.model_cfg = cfg, model_cfg
+        self.metrics = parse_metrics(cfg.eval_metrics)
+        self.inception = Inception(cfg.inception_path, device, with_logits="is" in self.metrics)
+
+    def __call__(self, G: torch.nn.Module, step: int) -> dict:
+        """{metric name: value} of G (set to eval mode) at training step `step`; also logged."""
+        G.eval()
+        mc, cfg = self.model_cfg, self.cfg
+        result = evaluate(
+            G,
+            cfg.data,
+            self.metrics,
+            cfg.eval_num,
+            mc.resolution,
+            mc.img_channels,
+            cfg.data_root,
+            inception=self.inception,
+            seed=cfg.seed,
+        )
+        log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items()))
+        return result["metrics"]

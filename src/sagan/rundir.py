@@ -1,0 +1,102 @@
+"""Run folders: created exclusively, with config.json, metrics.jsonl, TensorBoard events and log.txt.
+
+runs/00012-cifar10/
+    config.json            resolved config (written before training starts, updated on resume)
+    checkpoints/           latest.pt, step-NNNNNNN.pt snapshots, best.pt
+    samples/               step-NNNNNNN.png grids of the EMA generator
+    metrics.jsonl          one JSON row per log step and per evaluation
+    tensorboard/           the same scalars for `tensorboard --logdir runs`
+    log.txt                the log
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from sagan.files import fsync_dir, write_text
+
+log = logging.getLogger(__name__)
+
+
+def create_run_dir(outdir: str | Path, name: str) -> Path:
+    """Create outdir/NNNNN-name with the next free number. Exclusive: two processes never get the same folder."""
+    outdir = Path(outdir).expanduser()
+    outdir.mkdir(parents=True, exist_ok=True)
+    while True:
+        ids = [int(p.name.split("-")[0]) for p in outdir.iterdir() if p.name.split("-")[0].isdigit()]
+        run_dir = outdir / f"{max(ids, default=-1) + 1:05d}-{name}"
+        try:
+            run_dir.mkdir()  # atomic: fails if another process took this number first
+        except FileExistsError:
+            continue
+        fsync_dir(outdir)
+        return run_dir
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n", overwrite=True)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a metrics.jsonl file. Lines that are not complete JSON rows (the last one may be cut short by
+    a crash or a full disk) are skipped with a warning."""
+    rows, bad = [], 0
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+        elif line.strip():
+            bad += 1
+    if bad:
+        log.warning("%s: skipped %d line(s) that are not complete metric rows", path, bad)
+    return rows
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """On resume, keep the metric rows up to `step` (later ones are recomputed) and drop broken lines."""
+    if path.exists():
+        rows = [r for r in read_metrics(path) if r["step"] <= step]
+        write_text(path, "".join(json.dumps(r) + "\n" for r in rows), overwrite=True)
+
+
+class MetricsLog:
+    """Appends rows to metrics.jsonl and the same scalars to TensorBoard (events past `start_step` are purged)."""
+
+    def __init__(self, run_dir: Path, start_step: int = 0) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run_dir / "metrics.jsonl"
+        trim_metrics(self.path, start_step)
+        # purge_step drops events a crashed run logged past the checkpoint it resumes from.
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        for k, v in row.items():
+            if k != "step":
+                self.writer.add_scalar(k if "/" in k else f"train/{k}", v, row["step"])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class FileLog:
+    """A context that copies the `sagan` log to run_dir/log.txt, and removes its handler on exit."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.handler = logging.FileHandler(run_dir / "log.txt")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def __enter__(self) -> FileLog:
+        logging.getLogger("sagan").addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("sagan").removeHandler(self.handler)
+        self.handler.close()
