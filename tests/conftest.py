@@ -1,5 +1,6 @@
 """Shared fixtures. Real data for tests comes from $SAGAN_SHARED_DATA (default ~/.cache/sagan-shared-data),
-which `../shared/data/fetch.sh` fills; tests that need it skip, saying so, only when it is absent."""
+which `../shared/data/fetch.sh` fills; tests that need it skip, saying so, only when it is absent, and fail
+instead when SAGAN_REQUIRE_SHARED_DATA=1 (as CI sets it: there, missing data is a broken setup)."""
 
 import os
 from pathlib import Path
@@ -7,6 +8,15 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(os.environ.get("SAGAN_SHARED_DATA") or Path.home() / ".cache" / "sagan-shared-data")
+REQUIRE_SHARED_DATA = os.environ.get("SAGAN_REQUIRE_SHARED_DATA", "") not in ("", "0")
+
+
+def missing_data(reason: str):
+    """Skip the test, or fail it where the shared data is required."""
+    if REQUIRE_SHARED_DATA:
+        pytest.fail(f"{reason} (SAGAN_REQUIRE_SHARED_DATA is set)", pytrace=False)
+    pytest.skip(reason)
+
 
 # A tiny model and run, fast on CPU: attention in G and D at 16 px.
 TINY_SETS = [
@@ -41,7 +51,7 @@ def fashion_mnist_root(tmp_path_factory):
         "t10k-labels-idx1-ubyte.gz",
     ]
     if not all((src / n).is_file() for n in names):
-        pytest.skip(f"Fashion-MNIST not found in {src}; run ../shared/data/fetch.sh or set SAGAN_SHARED_DATA")
+        missing_data(f"Fashion-MNIST not found in {src}; run ../shared/data/fetch.sh or set SAGAN_SHARED_DATA")
     root = tmp_path_factory.mktemp("data")
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
@@ -55,5 +65,5 @@ def inception_torchscript():
     """Path of the offline FID Inception (TorchScript pool3) module from the shared data."""
     path = SHARED_DATA / "inception" / "default_1.pt"
     if not path.is_file():
-        pytest.skip(f"FID Inception weights not found at {path}; run ../shared/data/fetch.sh or set SAGAN_SHARED_DATA")
+        missing_data(f"FID Inception weights not found at {path}; run ../shared/data/fetch.sh or set SAGAN_SHARED_DATA")
     return path

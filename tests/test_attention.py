@@ -82,11 +82,38 @@ def test_rows_sum_to_one(block):
     assert (attn >= 0).all()
 
 
-def test_fast_path_equals_explicit_path(block):
+@pytest.fixture(params=["dense", "sdpa"])
+def fast_route(request, monkeypatch):
+    """Force the fast path's route on CPU: the materialised map, or SDPA's fused kernel (threshold 0)."""
+    import sagan.layers.attention as attention
+
+    monkeypatch.setattr(attention, "CPU_DENSE_MAP_BYTES", 2**62 if request.param == "dense" else 0)
+    return request.param
+
+
+def test_fast_path_equals_explicit_path(block, fast_route):
+    from sagan.layers.attention import fast_path_kernel
+
     x = torch.randn(2, 16, 16, 16)
+    kernel = fast_path_kernel(*block.qkv(x))
+    assert (kernel == "dense") == (fast_route == "dense") and kernel != "MATH"  # the route under test ran
     y_fast = block(x)
     y_slow, _ = block(x, return_attn=True)
     torch.testing.assert_close(y_fast, y_slow, atol=1e-5, rtol=1e-5)
+
+
+def test_float64_stays_float64(block, fast_route):
+    """A float64 block matches the float64 formula to float64 precision, on both routes, and passes gradcheck."""
+    block = block.double()
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    y_ref, beta_ref = reference(block, x)
+    y, attn = block(x, return_attn=True)
+    assert attn.dtype == torch.float64
+    torch.testing.assert_close(attn, beta_ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(block(x), y_ref, atol=1e-12, rtol=1e-12)
+    small = torch.randn(1, 16, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: block(t), (small,))
 
 
 @pytest.mark.parametrize("variant", ["official", "paper"])
@@ -115,7 +142,7 @@ def test_odd_map_rejected_by_official_variant():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_stable_under_autocast(block, dtype):
+def test_stable_under_autocast(block, dtype, fast_route):
     x = torch.randn(2, 16, 8, 8)
     y32, a32 = block(x, return_attn=True)
     with torch.autocast("cpu", dtype=dtype):

@@ -114,3 +114,43 @@ def test_empty_or_mostly_corrupt_folder_is_an_error(tmp_path):
         (tmp_path / f"bad{i}.jpg").write_bytes(b"\xff\xd8garbage")
     with pytest.raises(ValueError, match="3 of 4 image files .* unreadable"):
         ImageFolderDataset(tmp_path, 8)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode.startswith("I")  # PIL's convert("L") would clip all but the darkest pixels to white
+    for channels in (1, 3):
+        x, _ = ImageFolderDataset(tmp_path, resolution=16, channels=channels)[0]
+        expected = torch.from_numpy(np.round(ramp / 257.0)).float() / 127.5 - 1
+        torch.testing.assert_close(x[0], expected, atol=1e-5, rtol=0)
+
+
+def _jpeg_bytes(size=(32, 32)):
+    import io
+
+    buf = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_truncated_jpeg_and_decompression_bomb_are_skipped_at_the_scan(tmp_path, caplog, monkeypatch):
+    _write_images(tmp_path, 4)
+    (tmp_path / "cut.jpg").write_bytes(_jpeg_bytes()[:400])  # Image.verify() accepts this file
+    Image.new("L", (64, 64)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # so that 64 x 64 = 4096 pixels counts as a bomb
+    with caplog.at_level(logging.WARNING):
+        ds = ImageFolderDataset(tmp_path, resolution=8)
+    assert len(ds) == 4 and "skipped 2 unreadable of 6" in caplog.text
+    assert {p.name for p, _ in ds.samples} == {f"{i}.png" for i in range(4)}
+
+
+def test_a_file_that_breaks_after_the_scan_is_skipped_with_a_count(tmp_path, caplog):
+    _write_images(tmp_path, 3)
+    ds = ImageFolderDataset(tmp_path, resolution=8)
+    (tmp_path / "1.png").write_bytes(b"broken later")
+    with caplog.at_level(logging.WARNING):
+        x, _ = ds[1]
+    assert torch.equal(x, ds[2][0])  # the next image stands in
+    assert ds.failures == 1 and "1 skipped in this process" in caplog.text

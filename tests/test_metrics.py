@@ -139,8 +139,11 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
     assert protocol["num_fake"] == 20 and protocol["num_real"] == 20 and protocol["data"] == "shapes"
     assert protocol["feature_extractor"].startswith("ts-")
     assert len(list((tmp_path / "cache").iterdir())) == 1  # reference features cached
-    again = json.loads(runner.invoke(main, args, catch_exceptions=False).output)
+    refused = runner.invoke(main, args)  # --out exists: never replaced unless asked
+    assert refused.exit_code == 1 and "already exists" in refused.output
+    again = json.loads(runner.invoke(main, [*args, "--overwrite"], catch_exceptions=False).output)
     assert again["metrics"]["fid20"] == pytest.approx(m["fid20"], rel=1e-9)  # deterministic, from the cache
+    assert json.loads((tmp_path / "m.json").read_text()) == again
     # A folder of generated PNGs gives the same FID as the generator itself.
     runner.invoke(
         main,
@@ -155,8 +158,6 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
             str(tmp_path / "fakes"),
             "--data",
             "shapes",
-            "--resolution",
-            "32",
             "--num",
             "20",
             "--inception",
@@ -165,6 +166,7 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
         catch_exceptions=False,
     )
     assert folder.exit_code == 0, folder.output
+    assert json.loads(folder.output)["protocol"]["resolution"] == 32  # taken from the images
     fid_folder = json.loads(folder.output)["metrics"]["fid20"]
     assert fid_folder == pytest.approx(m["fid20"], rel=0.02)
 

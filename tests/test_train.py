@@ -59,9 +59,12 @@ def _state(run):
     return ckpt, {k: ckpt[k] for k in ("G", "D", "G_ema")}
 
 
-def test_resume_is_exact(tmp_path):
-    run_cli(tiny_args(tmp_path / "a", steps=4, extra=["--set", "hflip=true"]))
-    run_cli(tiny_args(tmp_path / "b", steps=2, extra=["--set", "hflip=true"]))
+@pytest.mark.parametrize(
+    "extra", [["--set", "hflip=true"], ["--set", "d_steps=2", "--set", "loss=ns"]], ids=["hflip", "d_steps2-ns"]
+)
+def test_resume_is_exact(tmp_path, extra):
+    run_cli(tiny_args(tmp_path / "a", steps=4, extra=extra))
+    run_cli(tiny_args(tmp_path / "b", steps=2, extra=extra))
     run_b = only_run(tmp_path / "b")
     run_cli(["train", "--resume", str(run_b), "--steps", "4"])
     assert len(list((tmp_path / "b").iterdir())) == 1  # resumed into the same run folder
@@ -234,6 +237,7 @@ def test_missing_dataset_and_unreadable_checkpoint(tmp_path):
         ["train", "--data", "mnist", "--data-root", str(tmp_path), "--steps", "1", "--outdir", str(tmp_path / "runs")],
     )
     assert result.exit_code == 1 and "--download" in result.output and str(tmp_path) in result.output
+    assert not (tmp_path / "runs").exists()  # a failed start leaves nothing
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     for args in (["train", "--resume", str(bad)], ["sample", "--checkpoint", str(bad), "--out", "x.png"]):
@@ -251,3 +255,123 @@ def test_dry_run_reflects_data_and_overrides(tmp_path):
         run_cli(["train", "--data", "fashion-mnist", "--channels", "3", "--unconditional", "--dry-run"]).output
     )
     assert cfg["model"]["img_channels"] == 3 and cfg["model"]["num_classes"] == 0
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    run_cli(tiny_args(tmp_path / "runs", steps=4))
+    run = only_run(tmp_path / "runs")
+    good = {p.name: _digest(p) for p in (run / "checkpoints").iterdir()}
+    # lr_g 1e38 (a change applied on resume) makes G's weights non-finite within a step.
+    args = ["train", "--resume", str(run), "--steps", "8", "--set", "lr_g=1e38", "--set", "checkpoint_every=1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert "training diverged: non-finite weights at step 5 (finite at step 4)" in line
+    assert "latest.pt (step 4)" in line
+    assert {p.name: _digest(p) for p in (run / "checkpoints").iterdir()} == good  # nothing overwritten or pruned
+    assert load_checkpoint(run)["step"] == 4
+
+
+def test_divergence_before_the_first_checkpoint_leaves_no_run_folder(tmp_path):
+    result = CliRunner().invoke(main, tiny_args(tmp_path / "runs", steps=4, extra=["--set", "lr_g=1e38"]))
+    assert result.exit_code == 1 and "non-finite weights at step 1" in result.output
+    assert "no checkpoint was written" in result.output
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_exploding_losses_are_reported(tmp_path):
+    run_cli(tiny_args(tmp_path / "runs", steps=3, extra=["--set", "lr_d=1e3"]))
+    log_text = (only_run(tmp_path / "runs") / "log.txt").read_text()
+    assert "above 100 in magnitude: training may be diverging" in log_text
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--amp", "bf16"], ["--set", "loss=ns"], ["--set", "num_workers=2"], ["--set", "d_steps=2"]],
+    ids=["amp-bf16", "loss-ns", "workers", "d_steps2"],
+)
+def test_training_variants_run(tmp_path, extra):
+    run_cli(tiny_args(tmp_path / "runs", steps=2, extra=extra))
+    ckpt = load_checkpoint(only_run(tmp_path / "runs"))
+    assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
+    per_step = 4 * (2 if "d_steps=2" in extra else 1)
+    assert ckpt["data_consumed"] == 2 * per_step
+
+
+def test_resume_applies_changed_hyperparameters(tmp_path):
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    run = only_run(tmp_path / "runs")
+    run_cli(["train", "--resume", str(run), "--steps", "3", "--set", "lr_g=5e-4", "--set", "beta2=0.99"])
+    ckpt = load_checkpoint(run)
+    assert ckpt["opt_G"]["param_groups"][0]["lr"] == 5e-4 and ckpt["opt_G"]["param_groups"][0]["betas"][1] == 0.99
+    assert json.loads((run / "config.json").read_text())["train"]["lr_g"] == 5e-4
+    assert "changed on resume: lr_g 0.0002 -> 0.0005" in (run / "log.txt").read_text()
+
+
+def test_resume_refuses_a_changed_batch_size_unless_forced(tmp_path):
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    run = only_run(tmp_path / "runs")
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--steps", "3", "--batch-size", "2"])
+    assert result.exit_code == 1 and "batch_size 4 -> 2 would not continue the run exactly" in result.output
+    assert load_checkpoint(run)["step"] == 2
+    run_cli(["train", "--resume", str(run), "--steps", "3", "--batch-size", "2", "--force"])
+    ckpt = load_checkpoint(run)
+    assert ckpt["step"] == 3 and ckpt["data_consumed"] == 2 * 4 + 2  # the data position carries over
+
+
+def test_resume_outside_a_run_folder_writes_a_new_one(tmp_path):
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    ckpt_dir = tmp_path / "mine" / "models"
+    ckpt_dir.mkdir(parents=True)
+    (tmp_path / "mine" / "config.json").write_text('{"the user": "file"}')  # was overwritten
+    (ckpt_dir / "model.pt").write_bytes((only_run(tmp_path / "runs") / "checkpoints" / "latest.pt").read_bytes())
+    run_cli(["train", "--resume", str(ckpt_dir / "model.pt"), "--steps", "3", "--outdir", str(tmp_path / "new")])
+    assert (tmp_path / "mine" / "config.json").read_text() == '{"the user": "file"}'
+    assert sorted(p.name for p in (tmp_path / "mine").rglob("*")) == ["config.json", "model.pt", "models"]
+    assert load_checkpoint(only_run(tmp_path / "new"))["step"] == 3
+
+
+def test_a_cut_metrics_line_does_not_stop_resume_or_plot(tmp_path):
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    run = only_run(tmp_path / "runs")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "kimg": 0.01, "loss_')  # a crash mid-write
+    assert CliRunner().invoke(main, ["plot", str(run)]).exit_code == 0
+    run_cli(["train", "--resume", str(run), "--steps", "4"])
+    rows = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2, 3, 4]
+
+
+def _make_run_dir(outdir, barrier, queue):
+    from sagan.rundir import create_run_dir
+
+    barrier.wait()
+    queue.put(create_run_dir(outdir, "demo").name)
+
+
+def test_concurrent_starts_get_distinct_run_folders(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=_make_run_dir, args=(tmp_path, barrier, queue)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    names = [queue.get(timeout=5) for _ in procs]
+    assert sorted(names) == [f"{i:05d}-demo" for i in range(8)]
+
+
+def test_in_process_runs_do_not_pile_up_log_handlers(tmp_path):
+    import logging
+
+    for i in range(2):
+        run_cli(tiny_args(tmp_path / f"runs{i}", steps=1))
+    assert not [h for h in logging.getLogger("sagan").handlers if isinstance(h, logging.FileHandler)]

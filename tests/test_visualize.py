@@ -2,6 +2,7 @@
 in a real headless Chromium."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,10 +74,12 @@ def test_attention_figure_command(demo_run, tmp_path):
     assert result.exit_code == 0, result.output
     with Image.open(out) as im:  # 1 image + (G layer + D layer) x 3 queries = 7 columns, 2 rows, 100 dpi
         assert im.size == (round(2.1 * 7 * 100), round(2.3 * 2 * 100))
-    bad = CliRunner().invoke(main, ["attention", "--checkpoint", str(demo_run), "--out", str(out), "--layer", "g99"])
+    other = str(tmp_path / "other.png")
+    bad = CliRunner().invoke(main, ["attention", "--checkpoint", str(demo_run), "--out", other, "--layer", "g99"])
     assert bad.exit_code == 1 and "no G attention layer 'g99'" in bad.output
-    bad = CliRunner().invoke(main, ["attention", "--checkpoint", str(demo_run), "--out", str(out), "--queries", "99,1"])
+    bad = CliRunner().invoke(main, ["attention", "--checkpoint", str(demo_run), "--out", other, "--queries", "99,1"])
     assert bad.exit_code == 1 and "--queries" in bad.output
+    assert not Path(other).exists()
 
 
 def test_plot_command(demo_run, tmp_path):
