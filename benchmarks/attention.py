@@ -1,17 +1,24 @@
-"""Benchmark SelfAttention2d: forward+backward time and peak memory, fast SDPA path vs explicit path vs a naive
-reference (full N x N attention with bmm + softmax and a C-wide value, as most public SAGAN code does).
+"""Benchmark SelfAttention2d: forward+backward time and peak memory of the fast path, against the explicit path
+and two reference formulations written here from the formula:
 
-    python benchmarks/attention.py --quick            # CPU, small grid, < 2 minutes on 2 cores
+- `reference-*`: what the peers' SAGAN blocks do (StudioGAN, BigGAN-PyTorch, mimicry): the same block (same widths,
+  pooling and convs as the variant) with the map materialised by bmm + softmax in the usual orientation;
+- `naive`: the common public implementation (heykeetae): full N x N map, value of width C, no pooling.
+
+    python benchmarks/attention.py --quick            # CPU, small grid, a few minutes on 2 cores
     python benchmarks/attention.py --device cuda      # full grid on a GPU
 
 Each case runs in a forked child process (benchmarks/_harness.py): an out-of-memory is reported as OOM, a case
-over --max-seconds as such, and one case's memory peak does not hide another's.
+over --max-seconds as such, and one case's memory peak does not hide another's. Cases run in --rounds rounds,
+each round visiting every implementation once, and each time is the median over rounds: slow drifts of a shared
+machine then hit all implementations alike instead of the ones that happened to run last.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -42,11 +49,25 @@ class NaiveAttention(nn.Module):
         return self.gamma * o + x
 
 
+class ReferenceAttention(SelfAttention2d):
+    """The peers' formulation of the same block (StudioGAN's and BigGAN-PyTorch's `Attention`): the variant's
+    convs, widths, pooling and spectral norm, and the map by bmm + softmax over the last dim."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        theta, phi, g = self.qkv(x)  # (B, d, N), (B, d, M), (B, e, M)
+        beta = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)  # (B, N, M)
+        o = torch.bmm(g, beta.transpose(1, 2)).view(B, -1, H, W)  # (B, e, N) -> (B, e, H, W)
+        return x + self.gamma * self.out(o)
+
+
 IMPLS = {
     "fast-official": lambda c: SelfAttention2d(c, "official"),
     "explicit-official": lambda c: SelfAttention2d(c, "official"),
+    "reference-official": lambda c: ReferenceAttention(c, "official"),
     "fast-paper": lambda c: SelfAttention2d(c, "paper"),
     "explicit-paper": lambda c: SelfAttention2d(c, "paper"),
+    "reference-paper": lambda c: ReferenceAttention(c, "paper"),
     "naive": NaiveAttention,
 }
 
@@ -72,6 +93,14 @@ def _case(impl, size, batch, channels, dtype, device, repeats):
     return (*measure(step, dev, repeats), kernel)
 
 
+def _combine(rounds: list[tuple]) -> tuple:
+    """One row from the results of several rounds: median time, largest peak; the first failure if any."""
+    failed = next((r for r in rounds if r[0] != "ok"), None)
+    if failed:
+        return failed
+    return ("ok", statistics.median(r[1] for r in rounds), max(r[2] for r in rounds), rounds[0][3])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -81,41 +110,53 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=None, help="C (default 64 on CPU, 256 on CUDA)")
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS))
-    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per case and round")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds over all implementations; times are medians")
     ap.add_argument("--cpu-mem-gib", type=float, default=12.0, help="memory cap of each CPU case")
     ap.add_argument("--max-seconds", type=float, default=150.0, help="time limit of each case (warm-up + repeats)")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     sizes = args.sizes or ([16, 32, 64] if args.quick else [16, 32, 64, 128])
-    batches = args.batches or ([4] if args.quick else ([16, 64] if cuda else [1, 4]))
+    batches = args.batches or ([4] if args.quick else ([16, 64] if cuda else [1, 4, 16]))
     channels = args.channels or (256 if cuda else 64)
     repeats = args.repeats or (2 if args.quick else (20 if cuda else 3))
 
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
     print(
         f"# attention fwd+bwd | device {args.device} ({name}) | torch {torch.__version__} | "
-        f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()}"
+        f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()} | "
+        f"median of {args.rounds} rounds"
     )
-    print("| map | batch | dtype | impl | kernel | ms | peak MiB | time / naive | mem / naive | time / explicit |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| map | batch | dtype | impl | kernel | ms | peak MiB | time / reference | mem / reference "
+        "| time / naive | mem / naive |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for size in sizes:
         for batch in batches:
             for dtype in args.dtypes:
-                if args.quick and dtype == "bf16" and size > 32:
-                    continue  # CPU bf16 matmuls of big maps are slow (the naive one takes minutes)
+                if not cuda and dtype == "bf16" and size > 32:
+                    continue  # CPU bf16 matmuls of big maps are emulated and slow (the naive one takes minutes)
                 case = (size, batch, channels, dtype, args.device, repeats)
                 mem = 0.0 if cuda else args.cpu_mem_gib
-                res = {i: run_isolated(_case, (i, *case), args.max_seconds, mem) for i in args.impls}
+                rounds: dict[str, list] = {i: [] for i in args.impls}
+                for _ in range(args.rounds):
+                    for impl in args.impls:
+                        if rounds[impl] and rounds[impl][-1][0] != "ok":
+                            continue  # an OOM or a timeout does not get better in the next round
+                        rounds[impl].append(run_isolated(_case, (impl, *case), args.max_seconds, mem))
+                res = {impl: _combine(r) for impl, r in rounds.items()}
                 for impl, (status, *vals) in res.items():
                     row = f"| {size}x{size} | {batch} | {dtype} | {impl}"
                     if status != "ok":
-                        print(f"{row} | - | {status} | {status} | | | |")
+                        print(f"{row} | - | {status} | {status} | | | | |")
                         continue
                     ms, mib, kernel = vals
-                    explicit = res.get("explicit-" + impl.split("-")[-1])
+                    ref = res.get("reference-" + impl.split("-")[-1]) if impl != "naive" else None
+                    naive = res.get("naive")
                     print(
-                        f"{row} | {kernel} | {ms:.2f} | {mib:.1f} | {ratio(ms, res.get('naive'), 1)} | "
-                        f"{ratio(mib, res.get('naive'), 2)} | {ratio(ms, explicit, 1)} |",
+                        f"{row} | {kernel} | {ms:.2f} | {mib:.1f} | {ratio(ms, ref, 1)} | {ratio(mib, ref, 2)} | "
+                        f"{ratio(ms, naive, 1)} | {ratio(mib, naive, 2)} |",
                         flush=True,
                     )
 

@@ -193,7 +193,8 @@ def test_sdpa_inputs_select_a_fused_kernel(variant, layout):
     b = SelfAttention2d(64, variant)
     q, k, v = b.qkv(torch.randn(2, 64, 16, 16))
     if variant == "official":  # value wider than query: torch alone falls back to the math kernel
-        assert torch._fused_sdp_choice(q, k, v, scale=1.0) == SDPBackend.MATH.value
+        positions_first = [t.transpose(1, 2).contiguous() for t in (q, k, v)]
+        assert torch._fused_sdp_choice(*positions_first, scale=1.0) == SDPBackend.MATH.value
     q, k, v, _ = prepare_sdpa(q, k, v, layout)
     assert q.shape[-1] == k.shape[-1] == v.shape[-1]
     assert torch._fused_sdp_choice(q, k, v, scale=1.0) != SDPBackend.MATH.value
@@ -207,3 +208,45 @@ def test_fast_path_kernel_report(monkeypatch):
     assert attention.fast_path_kernel(q, k, v) == "dense"
     monkeypatch.setattr(attention, "CPU_DENSE_MAP_BYTES", 0)
     assert attention.fast_path_kernel(q, k, v) not in ("dense", "MATH")
+
+
+@pytest.mark.parametrize(
+    "d,e,N,M,B,route",
+    [
+        (32, 128, 1024, 256, 8, "dense"),  # C = 256, official, 32 x 32, batch 8: an 8 MiB map
+        (8, 32, 4096, 1024, 1, "sdpa"),  # C = 64, official, 64 x 64: 16 MiB
+        (8, 8, 256, 256, 1, "dense"),  # tiny
+    ],
+)
+def test_cpu_route_follows_map_size(d, e, N, M, B, route):
+    from sagan.layers.attention import _dense_on_cpu
+
+    q, k, v = torch.empty(B, d, N), torch.empty(B, d, M), torch.empty(B, e, M)
+    assert _dense_on_cpu(q, k, v) == (route == "dense")
+
+
+def test_dense_attention_gradients_match_autograd_and_allow_double_backward():
+    """DenseAttention's hand-written backward against autograd through bmm/softmax/bmm, for o and the map."""
+    from sagan.layers.attention import DenseAttention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, c, n, dtype=torch.float64, requires_grad=True) for c, n in ((3, 6), (3, 4), (5, 4)))
+
+    def reference(q, k, v):
+        attn = torch.softmax(torch.einsum("bdn,bdm->bnm", q, k), dim=-1)
+        return torch.einsum("bem,bnm->ben", v, attn), attn
+
+    w_o, w_a = torch.randn(2, 5, 6, dtype=torch.float64), torch.randn(2, 6, 4, dtype=torch.float64)
+    for loss in (
+        lambda o, a: (o * w_o).sum(),
+        lambda o, a: (a * w_a).sum(),
+        lambda o, a: (o * w_o).sum() + (a * w_a).sum(),
+    ):
+        ours = torch.autograd.grad(loss(*DenseAttention.apply(q, k, v)), (q, k, v), allow_unused=True)
+        ref = torch.autograd.grad(loss(*reference(q, k, v)), (q, k, v), allow_unused=True)
+        for a, b in zip(ours, ref, strict=True):
+            assert (a is None) == (b is None)  # v gets no gradient from the map alone
+            if a is not None:
+                torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    assert torch.autograd.gradcheck(lambda *t: DenseAttention.apply(*t), (q, k, v))
+    assert torch.autograd.gradgradcheck(lambda *t: DenseAttention.apply(*t), (q, k, v))

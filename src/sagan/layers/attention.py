@@ -14,6 +14,8 @@ max-pooled (N/4 of them), `out` maps C/2 back to C. Variant "paper" has no pooli
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -66,14 +68,16 @@ class SelfAttention2d(nn.Module):
         return (height // 2, width // 2) if self.pool else (height, width)
 
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Project x: (B, C, H, W) to q: (B, N, d_qk), k: (B, M, d_qk), v: (B, M, d_v); M = N/4 if pooled."""
+        """Project x: (B, C, H, W) to q: (B, d_qk, N), k: (B, d_qk, M), v: (B, d_v, M); M = N/4 if pooled.
+
+        Channels first, as the 1x1 convs produce them: flattening the positions is a view, no copy.
+        """
         if self.pool and (x.shape[-2] % 2 or x.shape[-1] % 2):
             raise ValueError(f"the official variant pools 2x2 and needs even H and W, got {tuple(x.shape[-2:])}")
-        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, d_qk)
         k, v = self.key(x), self.value(x)
         if self.pool:
             k, v = F.max_pool2d(k, 2), F.max_pool2d(v, 2)
-        return q, k.flatten(2).transpose(1, 2), v.flatten(2).transpose(1, 2)
+        return self.query(x).flatten(2), k.flatten(2), v.flatten(2)
 
     def forward(self, x: torch.Tensor, return_attn: bool = False):
         """x: (B, C, H, W) -> y: (B, C, H, W); with return_attn also the map (B, N, M), rows summing to 1.
@@ -86,52 +90,104 @@ class SelfAttention2d(nn.Module):
             o, attn = explicit_attention(q, k, v)
         else:
             o = fast_attention(q, k, v)
-        o = o.transpose(1, 2).reshape(B, -1, H, W)  # (B, N, d_v) -> (B, d_v, H, W)
-        y = x + self.gamma * self.out(o)
+        y = x + self.gamma * self.out(o.reshape(B, -1, H, W))  # (B, d_v, N) -> (B, d_v, H, W), a view when dense
         return (y, attn) if return_attn else y
 
 
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T) v with the map materialised: q (B, N, d), k (B, M, d), v (B, M, e) -> (B, N, e), (B, N, M).
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
+    except TypeError:
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
-    Logits and softmax are computed in at least float32 (bf16/fp16 inputs are lifted, so they cannot overflow or
-    lose the map; float64 stays float64).
+
+def explicit_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lift: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention with the map materialised, channels first: q (B, d, N), k (B, d, M), v (B, e, M) ->
+    o (B, e, N) with o[:, :, j] = sum_i attn[:, j, i] v[:, :, i], and attn (B, N, M) = softmax over i of q_j . k_i.
+
+    With `lift` (the explicit path) bf16/fp16 inputs are lifted to float32 first, so the logits cannot overflow or
+    lose precision and the map is float32; without it (the fast path) everything runs in the inputs' precision,
+    as autocast runs it on CPU (the softmax kernels accumulate in float32 either way). float64 stays float64.
+    Both outputs are differentiable (`DenseAttention`).
     """
-    dtype = torch.promote_types(q.dtype, torch.float32)
-    with torch.autocast(q.device.type, enabled=False):  # autocast would cast the bmm back to low precision
-        logits = torch.bmm(q.to(dtype), k.to(dtype).transpose(1, 2))  # (B, N, M), unscaled as in SAGAN
+    low = v.dtype
+    if lift:
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    # This function picks its own precisions; entering autocast's off switch costs more than checking for it.
+    guard = torch.autocast(q.device.type, enabled=False) if _autocast_enabled(q.device.type) else nullcontext()
+    with guard:
+        o, attn = DenseAttention.apply(q, k, v)
+    return o.to(low), attn
+
+
+class DenseAttention(torch.autograd.Function):
+    """o = v attn^T with attn = softmax(q^T k) over its last dim; q (B, d, N), k (B, d, M), v (B, e, M).
+
+    All in the inputs' dtype. The maths of autograd through bmm, softmax, bmm, with a backward that takes every
+    operand in the layout it is stored in: autograd's own backward brings the N x M gradient back transposed,
+    and the softmax backward then copies it (measured on CPU, fwd+bwd: 0.58-0.95x the time of the usual
+    formulation). The backward is made of differentiable ops, so double backward (gradient penalties) works.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        logits = torch.bmm(q.transpose(1, 2), k)  # (B, N, M), unscaled as in SAGAN
         attn = torch.softmax(logits, dim=-1)
-        o = torch.bmm(attn, v.to(dtype))
-    return o.to(v.dtype), attn
+        ctx.save_for_backward(q, k, v, attn)
+        ctx.set_materialize_grads(False)  # an unused map gets None, not an N x M tensor of zeros
+        return torch.bmm(v, attn.transpose(1, 2)), attn  # (B, e, M) @ (B, M, N) -> (B, e, N)
+
+    @staticmethod
+    def backward(ctx, grad_o, grad_attn):
+        q, k, v, attn = ctx.saved_tensors
+        guard = torch.autocast(q.device.type, enabled=False) if _autocast_enabled(q.device.type) else nullcontext()
+        with guard:
+            grad_v, grad_map = None, grad_attn
+            if grad_o is not None:
+                grad_v = torch.bmm(grad_o, attn)  # (B, e, N) @ (B, N, M) -> (B, e, M)
+                from_o = torch.bmm(grad_o.transpose(1, 2), v)  # (B, N, e) @ (B, e, M) -> (B, N, M), contiguous
+                grad_map = from_o if grad_map is None else from_o + grad_map
+            if grad_map is None:
+                return None, None, None
+            grad_s = torch._softmax_backward_data(grad_map, attn, -1, attn.dtype)  # (B, N, M)
+            grad_q = torch.bmm(k, grad_s.transpose(1, 2))  # (B, d, M) @ (B, M, N) -> (B, d, N)
+            grad_k = torch.bmm(q, grad_s)  # (B, d, N) @ (B, N, M) -> (B, d, M)
+        return grad_q, grad_k, grad_v
 
 
-# On CPU, a map of at most this many bytes (float32) is materialised: for small maps that is the fastest way
-# there (measured in benchmarks/attention.py), and memory is no concern. Larger maps, and all maps on GPUs, go to
-# SDPA's fused kernels, which never store the N x M map.
-CPU_DENSE_MAP_BYTES = 32 * 2**20
+# On CPU, maps of at most this many bytes (float32, all of the batch) are materialised by `DenseAttention`; larger
+# ones go to SDPA's fused kernel, which never stores the map. Measured fwd+bwd on 2 cores (benchmarks/attention.py
+# and the commit that set this): the fused kernel took 0.88-1.06x the dense time for maps of 1-16 MiB with heads
+# up to 64 wide, but 1.15-1.3x for the official variant at C = 256 (its value, hence its padded head, is 128
+# wide) below 8 MiB. Above 8 MiB it is never more than 1.06x slower, and it saves the map's memory.
+CPU_DENSE_MAP_BYTES = 8 * 2**20
+
+
+def _dense_on_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """True where `fast_attention` materialises the map: on CPU, for maps of at most CPU_DENSE_MAP_BYTES."""
+    return q.device.type == "cpu" and q.shape[0] * q.shape[-1] * k.shape[-1] * 4 <= CPU_DENSE_MAP_BYTES
 
 
 def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T) v without returning the map; shapes as in explicit_attention.
+    """Attention without returning the map; shapes as in explicit_attention.
 
-    CPU: small maps materialised (explicit_attention), large ones through SDPA on zero-padded inputs
-    (`layout="pad"`). GPU and others: SDPA with the value split into heads of the query width (`layout="split"`).
+    CPU: maps up to CPU_DENSE_MAP_BYTES materialised (explicit_attention), larger ones through SDPA on zero-padded
+    inputs (`layout="pad"`). GPU and others: SDPA with the value split into heads of the query width
+    (`layout="split"`).
     """
-    B, N, _ = q.shape
-    if q.device.type == "cpu":
-        if B * N * k.shape[1] * 4 <= CPU_DENSE_MAP_BYTES:
-            return explicit_attention(q, k, v)[0]
-        return sdpa_attention(q, k, v, layout="pad")
-    return sdpa_attention(q, k, v, layout="split")
+    if _dense_on_cpu(q, k, v):
+        return explicit_attention(q, k, v, lift=False)[0]
+    return sdpa_attention(q, k, v, layout="pad" if q.device.type == "cpu" else "split")
 
 
 def fast_path_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     """Which kernel `fast_attention` runs for these inputs: "dense" (materialised) or torch's SDPA backend name."""
-    B, N, _ = q.shape
-    if q.device.type == "cpu" and B * N * k.shape[1] * 4 <= CPU_DENSE_MAP_BYTES:
+    if _dense_on_cpu(q, k, v):
         return "dense"
-    layout = "pad" if q.device.type == "cpu" else "split"
-    q, k, v, _ = prepare_sdpa(q, k, v, layout)
+    q, k, v, _ = prepare_sdpa(q, k, v, "pad" if q.device.type == "cpu" else "split")
     from torch.nn.attention import SDPBackend
 
     choice = torch._fused_sdp_choice(q, k, v, scale=1.0)
@@ -139,7 +195,7 @@ def fast_path_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str = "split") -> torch.Tensor:
-    """softmax(q k^T) v through `F.scaled_dot_product_attention` with scale=1; shapes as in explicit_attention.
+    """Attention through `F.scaled_dot_product_attention` with scale=1; shapes as in explicit_attention.
 
     Fused (flash / memory-efficient) kernels need q, k and v of one head size, but SAGAN's value is wider than
     its query (C/2 vs C/8), and torch silently falls back to its math kernel, which stores the N x M map.
@@ -154,14 +210,17 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: st
 
 
 def prepare_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str):
-    """SDPA inputs (B, heads, ., w) for `layout` ("split" or "pad") and a function mapping its output to (B, N, e).
+    """SDPA inputs (B, heads, positions, w) for `layout` ("split" or "pad") from channels-first q, k, v, and a
+    function mapping SDPA's output back to (B, e, N).
 
-    Fused kernels also need a unit stride in the last dim; the conv outputs have it along positions, hence
-    the contiguous copies (of q, k, v only: small next to the map).
+    Fused kernels need a unit stride in the last dim (the channels), so q, k and v are copied once into
+    positions-first layout: small next to the N x M map that the fused kernels avoid.
     """
-    B, N, d = q.shape
-    M, e = k.shape[1], v.shape[-1]
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    B, d, N = q.shape
+    e, M = v.shape[1], k.shape[-1]
+    if layout not in ("split", "pad"):
+        raise ValueError(f"layout must be 'split' or 'pad', got {layout!r}")
+    q, k, v = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # (B, N, d), (B, M, d), (B, M, e)
     if layout == "split" and e % d == 0:
         h = e // d
         # (B, h, N, d): q and k repeated per head. Materialised (B * N * e values, small next to the N x M map)
@@ -169,9 +228,7 @@ def prepare_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: str)
         q = q.unsqueeze(1).expand(B, h, N, d).contiguous()
         k = k.unsqueeze(1).expand(B, h, M, d).contiguous()
         v = v.unflatten(-1, (h, d)).transpose(1, 2)  # (B, M, e) -> (B, h, M, d)
-        return q, k, v, lambda o: o.transpose(1, 2).reshape(B, N, e)  # (B, h, N, d) -> (B, N, e)
-    if layout not in ("split", "pad"):
-        raise ValueError(f"layout must be 'split' or 'pad', got {layout!r}")
+        return q, k, v, lambda o: o.transpose(2, 3).reshape(B, e, N)  # (B, h, N, d) -> (B, h, d, N) -> (B, e, N)
     w = max(d, e)  # "split" with e not a multiple of d falls back to padding as well
     q, k, v = F.pad(q, (0, w - d))[:, None], F.pad(k, (0, w - d))[:, None], F.pad(v, (0, w - e))[:, None]
-    return q, k, v, lambda o: o[:, 0, :, :e]  # (B, 1, N, w) -> (B, N, e)
+    return q, k, v, lambda o: o[:, 0, :, :e].transpose(1, 2)  # (B, 1, N, w) -> (B, e, N)
