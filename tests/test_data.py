@@ -154,3 +154,15 @@ def test_a_file_that_breaks_after_the_scan_is_skipped_with_a_count(tmp_path, cap
         x, _ = ds[1]
     assert torch.equal(x, ds[2][0])  # the next image stands in
     assert ds.failures == 1 and "1 skipped in this process" in caplog.text
+
+
+def test_shapes_batches_render_like_single_images():
+    ds = ShapesDataset(32, seed=5)
+    idx = [7, 3, 11, 0, 42, 9]
+    batch = ds.__getitems__(idx)
+    for i, (x, y) in zip(idx, batch, strict=True):
+        single_x, single_y = ds[i]
+        assert torch.equal(x, single_x) and y == single_y
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=idx[:4])  # the DataLoader batches through it
+    xb, yb = next(iter(loader))
+    assert torch.equal(xb, torch.stack([ds[i][0] for i in idx[:4]])) and yb.tolist() == [ds[i][1] for i in idx[:4]]

@@ -174,3 +174,51 @@ def test_paper_variant_in_models():
     cfg = small(32, 0, attn_variant="paper")
     attn = next(iter(Generator(cfg).attention_layers().values()))
     assert attn.variant == "paper" and attn.value.out_channels == attn.query.out_channels
+
+
+def test_resampling_folds_equal_the_textbook_order():
+    """The folded up-conv, conv-pool and shortcut add compute the same linear maps as the plain compositions."""
+    import torch.nn.functional as F
+
+    from sagan.layers.blocks import add_upsampled, conv3x3_avgpool, upsample_conv3x3
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 6, 3, padding=1).double()
+    for H, W in ((4, 4), (3, 6), (8, 5)):
+        x = torch.randn(2, 5, H, W, dtype=torch.float64)
+        up = F.interpolate(x, scale_factor=2, mode="nearest")
+        torch.testing.assert_close(upsample_conv3x3(x, conv), conv(up), atol=1e-12, rtol=1e-12)
+        if H % 2 == 0 and W % 2 == 0:
+            torch.testing.assert_close(conv3x3_avgpool(x, conv), F.avg_pool2d(conv(x), 2), atol=1e-12, rtol=1e-12)
+        h = torch.randn(2, 5, 2 * H, 2 * W, dtype=torch.float64)
+        torch.testing.assert_close(add_upsampled(h, x), h + up, atol=0, rtol=0)
+    # Gradients flow to the weight and the input as through the plain composition.
+    x = torch.randn(2, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    g_fold = torch.autograd.grad(upsample_conv3x3(x, conv).square().sum(), (x, conv.weight))
+    g_ref = torch.autograd.grad(conv(F.interpolate(x, scale_factor=2)).square().sum(), (x, conv.weight))
+    for a, b in zip(g_fold, g_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_blocks_equal_the_plain_formulation():
+    """GBlock and DBlock against their definition written out with upsample and pool, in float64."""
+    import torch.nn.functional as F
+
+    from sagan.layers.blocks import DBlock, GBlock
+
+    torch.manual_seed(0)
+    g = GBlock(6, 4, num_classes=3).double().train()
+    x, y = torch.randn(5, 6, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    with torch.no_grad():
+        for e in (g.bn1.embed_gain, g.bn2.embed_bias):
+            e.weight.normal_()
+    up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
+    h = g.conv2(F.relu(g.bn2(g.conv1(up(F.relu(g.bn1(x, y)))), y)))
+    torch.testing.assert_close(g(x, y), h + up(g.shortcut(x)), atol=1e-12, rtol=1e-12)
+    for down, pre in ((True, False), (True, True), (False, True)):
+        d = DBlock(6, 4, downsample=down, preactivation=pre).double()
+        x = torch.randn(3, 6, 8, 8, dtype=torch.float64)
+        h = d.conv2(F.relu(d.conv1(F.relu(x) if pre else x)))
+        s = d.shortcut(x)
+        expected = (F.avg_pool2d(h, 2) + F.avg_pool2d(s, 2)) if down else h + s
+        torch.testing.assert_close(d(x), expected, atol=1e-12, rtol=1e-12)

@@ -1,4 +1,16 @@
-"""Residual up- and down-blocks of the SNGAN/BigGAN ResNet backbones that SAGAN's official code uses."""
+"""Residual up- and down-blocks of the SNGAN/BigGAN ResNet backbones that SAGAN's official code uses.
+
+Resampling is folded into the convolutions next to it. Each fold is the same linear map as the textbook order,
+computed with fewer multiplications and without the resampled tensor (float64 tests check both against it):
+- nearest 2x upsampling then a 3x3 conv = four 2x2 convs at the low resolution, one per output phase
+  (`upsample_conv3x3`: 16 instead of 36 taps per 2x2 output pixels);
+- a 3x3 conv then 2x2 average pooling = one 4x4 conv with stride 2 (`conv3x3_avgpool`: 16 taps per output pixel
+  instead of 36);
+- adding an upsampled shortcut = a broadcast add (`add_upsampled`).
+Measured fwd+bwd on 2 CPU cores, batch 64, 256 channels, 16 -> 32 px: 1629 ms -> 753 ms for the first; 128
+channels at 32 px, batch 128: 932 ms -> 390 ms for the second (nearest upsampling of NCHW tensors is also
+slow on CPU: 229 ms for (64, 256, 16, 16) -> 32 x 32).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +19,42 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sagan.layers.norm import ConditionalBatchNorm2d
+
+# Row (and column) taps of the 3x3 kernel that land on the low-resolution pixels i-1, i (phase 0) and i, i+1
+# (phase 1) once the input is upsampled: phase 0 sees rows (w0, w1 + w2), phase 1 sees (w0 + w1, w2).
+_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+
+
+def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """conv(nearest_upsample_2x(x)) for a 3x3 conv with padding 1: (B, C, H, W) -> (B, O, 2H, 2W).
+
+    Output pixel (2i + a, 2j + b) sees only the low-resolution pixels rows i - 1 + a .. i + a, columns
+    j - 1 + b .. j + b, with kernel taps summed where the upsampled copies repeat: four 2x2 convs.
+    """
+    w = conv.weight  # (O, C, 3, 3); a parametrised (spectrally normalised) weight is computed once here
+    taps = _PHASE_TAPS.to(w)
+    kernels = torch.einsum("apr,bqs,ocrs->abocpq", taps, taps, w)  # (2, 2, O, C, 2, 2)
+    B, _, H, W = x.shape
+    rows = []
+    for a in (0, 1):
+        # Phase (a, b) reads rows i - 1 + a, i + a: pad one row above for a = 0, below for a = 1 (same for columns).
+        cols = [F.conv2d(F.pad(x, (1 - b, b, 1 - a, a)), kernels[a, b], conv.bias) for b in (0, 1)]
+        rows.append(torch.stack(cols, dim=-1))  # (B, O, H, W, 2): column phase last
+    return torch.stack(rows, dim=3).reshape(B, -1, 2 * H, 2 * W)  # (B, O, H, 2, W, 2) -> (B, O, 2H, 2W)
+
+
+def add_upsampled(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """h + nearest_upsample_2x(s) without forming the upsampled s: h (B, C, 2H, 2W), s (B, C, H, W)."""
+    B, C, H, W = s.shape
+    return (h.unflatten(3, (W, 2)).unflatten(2, (H, 2)) + s[:, :, :, None, :, None]).reshape(B, C, 2 * H, 2 * W)
+
+
+def conv3x3_avgpool(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """avg_pool2d(conv(x), 2) for a 3x3 conv with padding 1, as one 4x4 conv with stride 2: (B, C, H, W) ->
+    (B, O, H // 2, W // 2). The 4x4 kernel is the 3x3 one convolved with the 2x2 box filter."""
+    w = conv.weight
+    box = F.pad(w, (0, 1, 0, 1)) + F.pad(w, (1, 0, 0, 1)) + F.pad(w, (0, 1, 1, 0)) + F.pad(w, (1, 0, 1, 0))
+    return F.conv2d(x, 0.25 * box, conv.bias, stride=2, padding=1)
 
 
 class GBlock(nn.Module):
@@ -24,10 +72,10 @@ class GBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
+        h = upsample_conv3x3(F.relu(self.bn1(x, y)), self.conv1)  # = conv1(up(relu(bn1(x))))
+        h = self.conv2(F.relu(self.bn2(h, y)))
         # A 1x1 conv commutes with nearest upsampling, so convolve at the lower resolution.
-        return h + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
+        return add_upsampled(h, self.shortcut(x))
 
 
 class DBlock(nn.Module):
@@ -47,9 +95,8 @@ class DBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(x) if self.preactivation else x
-        h = self.conv2(F.relu(self.conv1(h)))
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
+        h = F.relu(self.conv1(h))
+        h = conv3x3_avgpool(h, self.conv2) if self.downsample else self.conv2(h)  # = avgpool(conv2(h)) if down
         return h + self._shortcut(x)
 
     def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
