@@ -207,3 +207,22 @@ def test_training_tracks_fid_and_keeps_best(tmp_path, monkeypatch, inception_tor
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["best_fid"] == min(r["eval/fid10"] for r in evals)
     assert best["step"] == min(evals, key=lambda r: r["eval/fid10"])["step"]
+
+
+def test_mirror_metrics():
+    from sagan.metrics.math import mirror_colour_gap, mirror_iou
+
+    real = torch.stack([ShapesDataset(32)[i][0] for i in range(16)])
+    assert mirror_iou(real) == 1.0 and mirror_colour_gap(real) == 0.0
+    # Right halves from other images: other shapes at other places, in other colours.
+    mixed = real.clone()
+    mixed[..., 16:] = real.roll(1, 0)[..., 16:]
+    assert mirror_iou(mixed) < 0.5 and mirror_colour_gap(mixed) > 0.05
+    # Closed forms: a 2 x 2 shape on the left and the same shape mirrored but 2 pixels taller on the right.
+    x = -torch.ones(1, 3, 8, 8)
+    x[..., 2:4, 1:3] = 1.0  # left: rows 2-3, columns 1-2 (4 pixels)
+    x[..., 2:6, 5:7] = 0.5  # right: its mirror image spans rows 2-5 (8 pixels), in another colour (0.75 vs 1.0)
+    assert mirror_iou(x) == pytest.approx(4 / 8)
+    assert mirror_colour_gap(x) == pytest.approx(0.25)
+    blank = -torch.ones(2, 3, 8, 8)
+    assert mirror_iou(blank) == 0.0 and mirror_colour_gap(blank) == 1.0

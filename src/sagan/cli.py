@@ -1,8 +1,8 @@
 """The `sagan` command line: train, sample, export, evaluate, views, info.
 
-Errors meant for users (the project's `SaganError`, `ValueError` from config checks, and any `OSError`: a file
-that cannot be read or written) end as one line `Error: ...` on stderr and exit status 1, wherever they are
-raised; `--debug` or SAGAN_DEBUG=1 shows the traceback instead.
+Errors meant for users (the project's `SaganError`, `ValueError` from config checks, any `OSError`: a file that
+cannot be read or written, and running out of memory) end as one line `Error: ...` on stderr and exit status 1,
+wherever they are raised; `--debug` or SAGAN_DEBUG=1 shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as e:
-            if _debug(ctx):
-                raise
+        except Exception as e:
+            if _debug(ctx) or not (isinstance(e, USER_ERRORS) or type(e).__name__ == "OutOfMemoryError"):
+                raise  # a bug: the traceback is what a report needs
             message = " ".join(str(e).split()) or type(e).__name__  # one line
+            if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+                message = f"out of memory; lower --batch-size (or use --amp bf16 on a GPU): {message[:200]}"
             filename = getattr(e, "filename", None)
             if filename and str(filename) not in message:
                 message += f": {filename}"
@@ -361,6 +363,44 @@ def plot(run_dir, out, overwrite) -> None:
     from sagan.visualize import plot_training
 
     click.echo(f"wrote {plot_training(run_dir, out, overwrite=overwrite or out is None)}")
+
+
+@main.command()
+@click.argument("grid", type=click.Choice(["attention", "sn-ttur"]))
+@click.option("--outdir", default=None, help="Folder of the grid's runs and tables.  [default: runs/ablation-GRID]")
+@click.option("--seeds", default="0,1,2", help="Comma-separated seeds; every configuration runs with each.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--sym-num", type=click.IntRange(min=2), default=1000, help="Samples for the symmetry metrics.")
+@click.option("--fid-num", type=click.IntRange(min=0), default=500, help="Samples (and real images) for FID; 0: none.")
+@click.option(
+    "--inception",
+    "inception_path",
+    default="",
+    help="Inception weights for FID (see `sagan evaluate --help`).  [default: $SAGAN_INCEPTION_PATH]",
+)
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting of every run, e.g. --set steps=500."
+)
+def ablate(grid, outdir, seeds, device, sym_num, fid_num, inception_path, sets) -> None:
+    """Train and evaluate an ablation grid on the built-in shapes data: configurations x seeds, then tables.
+
+    attention: no attention / G+D at 16 / G+D at 8 / G at 32 (D at 16). sn-ttur: SN in D only, equal learning
+    rates / SN in G and D, equal rates / SN in G and D with TTUR. Rerunning skips finished runs and resumes
+    interrupted ones. Writes OUTDIR/results.csv, OUTDIR/summary.md and OUTDIR/summary.png.
+    """
+    from sagan.ablation import GRIDS, run_grid
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expects integers like 0,1,2, got {seeds!r}", param_hint="--seeds") from None
+    if not seed_list:
+        raise click.BadParameter("give at least one seed", param_hint="--seeds")
+    _setup_logging()
+    outdir = Path(outdir or f"runs/ablation-{grid}")
+    run_grid(GRIDS[grid], outdir, seed_list, tuple(sets), device, sym_num, fid_num, inception_path)
+    click.echo(f"wrote {outdir / 'results.csv'}, {outdir / 'summary.md'} and {outdir / 'summary.png'}")
+    click.echo((outdir / "summary.md").read_text())
 
 
 @main.command()

@@ -89,7 +89,8 @@ def make_loader(resolved: Resolved, info, device: torch.device, consumed: int) -
 def train(resolved: Resolved, resume: dict | None = None, run_dir: Path | None = None) -> Path | None:
     """Train to `resolved.train.steps` G updates; return the run folder (on rank 0).
 
-    `resume` is a loaded checkpoint; `run_dir` the run folder it belongs to (None: a new run folder).
+    `resume` is a loaded checkpoint and `run_dir` the run folder it belongs to; without `resume`, `run_dir` names a
+    new run folder to create (None: the next free OUTDIR/NNNNN-PRESET).
     Raises DivergedError when the guard trips; a run that fails before its first checkpoint leaves no folder.
     """
     info, device = dist_utils.init(resolved.train.device)
@@ -129,7 +130,7 @@ class Run:
         self.checked_step, self.saved_step = self.start_step, self.start_step if resume else None
         self.sample_z = fixed_noise(NUM_SAMPLES, resolved.model.z_dim, self.cfg.seed)
         self.sample_y = make_labels(NUM_SAMPLES, resolved.model.num_classes, per_row=8)
-        self.run_dir, self.created = run_dir, False
+        self.run_dir, self.created = (Path(run_dir) if run_dir else None), False
         self.metrics = self.file_log = self.bar = None
         if info.is_main:
             self._open_run_dir(resume)
@@ -139,6 +140,10 @@ class Run:
 
         if self.run_dir is None:
             self.run_dir, self.created = create_run_dir(self.cfg.outdir, self.resolved.preset), True
+        elif resume is None:  # a new run in a folder the caller names: it must not exist yet
+            self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.run_dir.mkdir()  # FileExistsError (an OSError: one line in the CLI) if it does
+            self.created = True
         try:
             (self.run_dir / "checkpoints").mkdir(exist_ok=True)
             write_config(self.run_dir, {**self.resolved.as_dict(), "world_size": self.info.world_size})

@@ -61,3 +61,43 @@ def symmetry_error(images: torch.Tensor) -> float:
     two halves, which are far apart in the image, consistent: what SAGAN's attention is for.
     """
     return ((images - images.flip(-1)).abs().mean() / 2).item()
+
+
+# Shapes images: backgrounds have channel values in [0, 0.35] and shapes in [0.55, 1] (in [0, 1] units), so a
+# pixel whose brightest channel exceeds the midpoint belongs to the shape.
+SHAPE_THRESHOLD = 0.45
+
+
+def _halves(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left half and mirrored right half of images (N, C, H, W) in [-1, 1], as [0, 1] values."""
+    x = (images.float() + 1) / 2
+    W = x.shape[-1]
+    return x[..., : W // 2], x[..., W - W // 2 :].flip(-1)
+
+
+def mirror_iou(images: torch.Tensor) -> float:
+    """Mean IoU of the shape in the left half and the mirrored shape in the right half (1: the two halves hold the
+    same shape at mirrored places; real shapes images: exactly 1). Images (N, 3, H, W) in [-1, 1].
+
+    Beside `symmetry_error`, which averages every pixel, this asks whether G drew one object consistently across
+    the image: a shape present on one side only, or of another kind or position on the other, scores low
+    however clean the background is. An image with no shape pixels on either side counts as 0.
+    """
+    left, right = _halves(images)
+    a, b = left.amax(1) > SHAPE_THRESHOLD, right.amax(1) > SHAPE_THRESHOLD  # (N, H, W/2)
+    inter, union = (a & b).flatten(1).sum(1), (a | b).flatten(1).sum(1)
+    return (inter.float() / union.clamp(min=1)).mean().item()
+
+
+def mirror_colour_gap(images: torch.Tensor) -> float:
+    """Mean distance (L1 over RGB / 3, [0, 1] units) between the mean shape colour of the left and of the right
+    half; 0 for real shapes images. Images whose halves lack shape pixels count as the largest gap, 1."""
+    left, right = _halves(images)
+    gaps = []
+    for l_half, r_half in zip(left, right, strict=True):
+        ml, mr = l_half.amax(0) > SHAPE_THRESHOLD, r_half.amax(0) > SHAPE_THRESHOLD
+        if not ml.any() or not mr.any():
+            gaps.append(1.0)
+            continue
+        gaps.append((l_half[:, ml].mean(1) - r_half[:, mr].mean(1)).abs().mean().item())
+    return sum(gaps) / len(gaps)

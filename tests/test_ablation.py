@@ -1,0 +1,97 @@
+"""The ablation runner on a tiny grid: run folders, evaluation, tables, skipping, resuming, divergence."""
+
+import csv
+import json
+
+import pytest
+
+import sagan.train
+from sagan.ablation import GRIDS, Grid, _resolve, run_grid, welch_significant
+from sagan.checkpoint import load_checkpoint
+from tests.conftest import TINY_SETS
+
+TINY = Grid(
+    "tiny",
+    "a test grid",
+    "demo",
+    (*TINY_SETS, "steps=2", "batch_size=4"),
+    {"attn": (), "none": ("g_attn_resolutions=", "d_attn_resolutions=")},
+    reference="none",
+)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_trains_evaluates_writes_tables_and_skips_finished_runs(tmp_path, monkeypatch):
+    out = tmp_path / "grid"
+    rows = run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0)
+    assert [(r["config"], r["status"]) for r in rows] == [("attn", "finished"), ("none", "finished")]
+    for name in ("attn-seed0", "none-seed0"):
+        assert load_checkpoint(out / name)["step"] == 2
+        assert (out / name / "config.json").is_file() and (out / f"{name}.json").is_file()
+    table = read_csv(out / "results.csv")
+    assert [r["config"] for r in table] == ["attn", "none"]
+    for key in ("symmetry_fake8", "mirror_iou8", "colour_gap8", "sample_std8", "train_minutes"):
+        assert all(0 <= float(r[key]) < 10 for r in table), key
+    summary = (out / "summary.md").read_text()
+    assert "| attn | 1/1 |" in summary and "| none | 1/1 |" in summary
+    assert (out / "summary.png").stat().st_size > 1000
+    # A rerun trains nothing and evaluates nothing: it reads the stored results.
+    monkeypatch.setattr(sagan.train, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("evaluated again"))
+    assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == rows
+
+
+def test_an_interrupted_run_is_resumed(tmp_path):
+    out = tmp_path / "grid"
+    partial = _resolve(TINY, "attn", 0, ("steps=2",), "cpu")
+    sagan.train.train(partial, run_dir=out / "attn-seed0")  # as if the grid had stopped after 2 of 4 steps
+    grid = Grid(TINY.name, TINY.description, TINY.preset, TINY.sets, {"attn": ()}, "attn")
+    rows = run_grid(grid, out, seeds=[0], extra_sets=("steps=4",), device="cpu", sym_num=8, fid_num=0)
+    assert rows[0]["status"] == "finished" and load_checkpoint(out / "attn-seed0")["step"] == 4
+    steps = [json.loads(line)["step"] for line in (out / "attn-seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # one continuous run
+
+
+def test_a_diverged_run_is_recorded_not_dropped(tmp_path):
+    grid = Grid("d", "divergence", "demo", TINY.sets, {"ok": (), "bad": ("lr_g=1e38",)}, reference="ok")
+    rows = run_grid(grid, tmp_path, seeds=[0], device="cpu", sym_num=8, fid_num=0)
+    assert rows[0]["status"] == "finished"
+    assert rows[1]["status"].startswith("diverged (non-finite weights at step 1")
+    assert "seed 0: diverged" in (tmp_path / "summary.md").read_text()
+    assert run_grid(grid, tmp_path, seeds=[0], device="cpu", sym_num=8, fid_num=0) == rows  # not retried
+
+
+def test_grid_fid_with_the_offline_inception(tmp_path, monkeypatch, inception_torchscript):
+    monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    grid = Grid(TINY.name, TINY.description, TINY.preset, TINY.sets, {"attn": ()}, "attn")
+    (row,) = run_grid(
+        grid, tmp_path / "g", [0], device="cpu", sym_num=8, fid_num=10, inception_path=str(inception_torchscript)
+    )
+    assert 0 < row["fid10"] < 1000
+
+
+def test_the_named_grids_match_the_issue():
+    att = GRIDS["attention"]
+    assert set(att.configs) == {"none", "g16-d16", "g8-d8", "g32-d16"} and att.reference == "none"
+    for config in att.configs:  # every configuration resolves to a valid model
+        _resolve(att, config, 0, (), "cpu")
+    sn = GRIDS["sn-ttur"]
+    models = {c: _resolve(sn, c, 0, (), "cpu") for c in sn.configs}
+    assert not models["sn-d-equal"].model.g_spectral_norm and models["sn-gd-equal"].model.g_spectral_norm
+    assert (models["sn-gd-equal"].train.lr_g, models["sn-gd-equal"].train.lr_d) == (1e-4, 1e-4)
+    assert (models["sn-gd-ttur"].train.lr_g, models["sn-gd-ttur"].train.lr_d) == (1e-4, 4e-4)
+    assert all(m.train.beta2 == 0.9 and m.train.steps == models["sn-d-equal"].train.steps for m in models.values())
+
+
+def test_welch_significance():
+    assert welch_significant([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])
+    assert not welch_significant([1.0, 1.5, 0.5], [1.2, 1.7, 0.7])
+    assert welch_significant([1.0], [2.0, 2.1]) is None
+    # df ~ 4 here: t = 2.5 is below the 5% critical value 2.776, t = 3 above it.
+    a = [0.0, 1.0, 2.0]
+    assert not welch_significant(a, [x + 2.5 * (2 / 3) ** 0.5 for x in a])
+    assert welch_significant(a, [x + 3.0 * (2 / 3) ** 0.5 for x in a])
