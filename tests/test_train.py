@@ -375,3 +375,19 @@ def test_in_process_runs_do_not_pile_up_log_handlers(tmp_path):
     for i in range(2):
         run_cli(tiny_args(tmp_path / f"runs{i}", steps=1))
     assert not [h for h in logging.getLogger("sagan").handlers if isinstance(h, logging.FileHandler)]
+
+
+def test_resume_purges_tensorboard_events_past_the_checkpoint(tmp_path):
+    """Events a crashed run logged after its last checkpoint are dropped on resume (SummaryWriter purge_step)."""
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_cli(tiny_args(tmp_path / "runs", steps=4, extra=["--set", "keep_snapshots=2"]))
+    run = only_run(tmp_path / "runs")
+    shutil.copy(run / "checkpoints" / "step-0000002.pt", run / "checkpoints" / "latest.pt")  # as if it died at 4
+    run_cli(["train", "--resume", str(run), "--steps", "4"])
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("train/loss_d")]
+    assert steps == [1, 2, 3, 4]  # without the purge: 1, 2, 3, 4, 3, 4

@@ -98,7 +98,7 @@ def run_grid(
     outdir = Path(outdir).expanduser()
     runs = [(config, seed) for config in grid.configs for seed in seeds]
     inception = None
-    timing = {"steps": 0, "seconds": 0.0}  # trained here, for the ETA
+    timing = {"steps": 0, "seconds": 0.0}  # trained here, and the seconds it took with evaluation: the ETA
     rows = []
     for i, (config, seed) in enumerate(runs, 1):
         name = grid.run_name(config, seed)
@@ -111,9 +111,8 @@ def run_grid(
         left = sum(_steps_left(outdir / grid.run_name(c, s), resolved.train.steps) for c, s in runs[i - 1 :])
         eta = f", grid ETA {_duration(left * timing['seconds'] / timing['steps'])}" if timing["steps"] else ""
         log.info("[%d/%d] %s: %s%s", i, len(runs), name, grid.configs[config], eta)
-        status, trained, seconds = _train(resolved, outdir / name)
-        timing["steps"] += trained
-        timing["seconds"] += seconds
+        t0 = time.perf_counter()
+        status, trained = _train(resolved, outdir / name)
         row = {"grid": grid.name, "config": config, "seed": seed, "status": status}
         if status == "finished":
             if inception is None and fid_num:
@@ -122,6 +121,9 @@ def run_grid(
                 inception = Inception(inception_path, resolved.train.device if device != "auto" else "cpu")
             row.update(evaluate_run(outdir / name, sym_num, fid_num, inception))
         write_text(result_path, json.dumps(row, indent=2) + "\n", overwrite=True)
+        if trained:
+            timing["steps"] += trained
+            timing["seconds"] += time.perf_counter() - t0
         rows.append(row)
     write_tables(grid, rows, outdir, fid_num)
     return rows
@@ -142,8 +144,8 @@ def _steps_left(run_dir: Path, steps: int) -> int:
     return max(steps - int(load_checkpoint(latest)["step"]), 0)
 
 
-def _train(resolved, run_dir: Path) -> tuple[str, int, float]:
-    """Train, resume or skip the run in `run_dir`: (status, steps trained now, seconds)."""
+def _train(resolved, run_dir: Path) -> tuple[str, int]:
+    """Train, resume or skip the run in `run_dir`: (status, steps trained now)."""
     from sagan.checkpoint import load_checkpoint
     from sagan.config import resolve
     from sagan.train import train
@@ -155,17 +157,16 @@ def _train(resolved, run_dir: Path) -> tuple[str, int, float]:
         if ckpt["config"]["model"] != resolved.as_dict()["model"]:
             raise SaganError(f"{run_dir} holds a run of another model; remove it or use another --outdir")
         if start >= resolved.train.steps:
-            return "finished", 0, 0.0
+            return "finished", 0
         resolved = resolve("", {"steps": resolved.train.steps, "device": resolved.train.device}, resume=ckpt)
     elif run_dir.exists():  # a start that failed before its first checkpoint, from an older version
         raise SaganError(f"{run_dir} exists but holds no checkpoint; remove it to train this run")
-    t0 = time.perf_counter()
     try:
         train(resolved, resume=ckpt, run_dir=run_dir)
     except DivergedError as e:
         log.warning("%s: %s", run_dir.name, e)
-        return f"diverged ({str(e).split(';')[0].replace('training diverged: ', '')})", 0, 0.0
-    return "finished", resolved.train.steps - start, time.perf_counter() - t0
+        return f"diverged ({str(e).split(';')[0].replace('training diverged: ', '')})", 0
+    return "finished", resolved.train.steps - start
 
 
 def train_minutes(run_dir: Path) -> float:
