@@ -39,6 +39,7 @@ def test_grid_trains_evaluates_writes_tables_and_skips_finished_runs(tmp_path, m
     summary = (out / "summary.md").read_text()
     assert "| attn | 1/1 |" in summary and "| none | 1/1 |" in summary
     assert (out / "summary.png").stat().st_size > 1000
+    assert (out / "samples.png").stat().st_size > 1000
     # A rerun trains nothing and evaluates nothing: it reads the stored results.
     monkeypatch.setattr(sagan.train, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("evaluated again"))

@@ -9,7 +9,7 @@
 finished run is skipped, an interrupted one resumed, a diverged one recorded and not retried), evaluates each
 final EMA generator once (OUTDIR/CONFIG-seedK.json), and writes OUTDIR/results.csv (one row per run),
 OUTDIR/summary.md (mean +- std over seeds, and Welch's t-test of each configuration against the grid's
-reference) and OUTDIR/summary.png.
+reference), OUTDIR/summary.png and OUTDIR/samples.png (each configuration's samples side by side).
 
 Metrics (shapes images are exact mirror images, so each is 0, or 1 for the IoU, on real data): symmetry_fake
 (mean |x - mirror(x)|), mirror_iou (does the right half hold the same shape, at the mirrored place, as the
@@ -270,7 +270,7 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 
 def write_tables(grid: Grid, rows: list[dict], outdir: Path, fid_num: int) -> None:
-    """results.csv (one row per run), summary.md (per configuration) and summary.png."""
+    """results.csv (one row per run), summary.md (per configuration), summary.png and samples.png."""
     metrics = metric_names(rows)
     fields = ["grid", "config", "seed", "status", *metrics]
     lines = [",".join(fields)]
@@ -280,6 +280,7 @@ def write_tables(grid: Grid, rows: list[dict], outdir: Path, fid_num: int) -> No
     write_text(outdir / "summary.md", summary_markdown(grid, rows, metrics), overwrite=True)
     if any(r["status"] == "finished" for r in rows):
         plot_summary(grid, rows, [m for m in metrics if m != "train_minutes"], outdir / "summary.png")
+        plot_samples(grid, rows, outdir, outdir / "samples.png")
 
 
 def _csv_cell(value) -> str:
@@ -346,5 +347,41 @@ def plot_summary(grid: Grid, rows: list[dict], metrics: list[str], path: Path) -
     try:
         with atomic_output(path, overwrite=True) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
+
+
+@torch.no_grad()
+def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: int = 32) -> None:
+    """Side by side, per configuration: `num` samples of the EMA generator of its finished run with the lowest
+    seed (noise seed 0, as evaluated), grouped by class (8 per row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    from sagan.checkpoint import load_generator
+    from sagan.files import atomic_output
+    from sagan.metrics.evaluate import generated_batches
+
+    panels = []
+    for config in grid.configs:
+        done = sorted(r["seed"] for r in rows if r["config"] == config and r["status"] == "finished")
+        if done:
+            G = load_generator(outdir / grid.run_name(config, done[0]))
+            images = torch.cat(list(generated_batches(G, num, seed=0)))
+            k = max(G.cfg.num_classes, 1)
+            order = sorted(range(num), key=lambda i: (i % k, i))  # classes cycle; group them
+            panels.append((f"{config} (seed {done[0]})", make_grid(images[order], nrow=8, padding=2)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.0), squeeze=False)
+    for ax, (title, image) in zip(axes[0], panels, strict=True):
+        ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    try:
+        with atomic_output(path, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=150, format="png")
     finally:
         plt.close(fig)

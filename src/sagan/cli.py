@@ -386,7 +386,7 @@ def ablate(grid, outdir, seeds, device, sym_num, fid_num, inception_path, sets) 
 
     attention: no attention / G+D at 16 / G+D at 8 / G at 32 (D at 16). sn-ttur: SN in D only, equal learning
     rates / SN in G and D, equal rates / SN in G and D with TTUR. Rerunning skips finished runs and resumes
-    interrupted ones. Writes OUTDIR/results.csv, OUTDIR/summary.md and OUTDIR/summary.png.
+    interrupted ones. Writes OUTDIR/results.csv, summary.md, summary.png and samples.png.
     """
     from sagan.ablation import GRIDS, run_grid
 
@@ -399,7 +399,7 @@ def ablate(grid, outdir, seeds, device, sym_num, fid_num, inception_path, sets) 
     _setup_logging()
     outdir = Path(outdir or f"runs/ablation-{grid}")
     run_grid(GRIDS[grid], outdir, seed_list, tuple(sets), device, sym_num, fid_num, inception_path)
-    click.echo(f"wrote {outdir / 'results.csv'}, {outdir / 'summary.md'} and {outdir / 'summary.png'}")
+    click.echo(f"wrote results.csv, summary.md, summary.png and samples.png in {outdir}")
     click.echo((outdir / "summary.md").read_text())
 
 
