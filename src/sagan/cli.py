@@ -60,7 +60,7 @@ _overwrite = click.option("--overwrite", is_flag=True, help="Replace --out if it
 def main(debug: bool) -> None:
     """SAGAN: Self-Attention Generative Adversarial Networks in PyTorch.
 
-    Start with `sagan train` (the demo preset: built-in shapes data, 32 px, about 8 minutes on 2 CPU cores).
+    Start with `sagan train` (the demo preset: built-in shapes data, 32 px, about 5 minutes on 2 CPU cores).
     """
 
 
