@@ -330,8 +330,6 @@ def plot_summary(grid: Grid, rows: list[dict], metrics: list[str], path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sagan.files import atomic_output
-
     configs = list(grid.configs)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
@@ -343,12 +341,7 @@ def plot_summary(grid: Grid, rows: list[dict], metrics: list[str], path: Path) -
         ax.set_xticks(range(len(configs)), configs, rotation=30, ha="right", fontsize=8)
         ax.set_title(m, fontsize=9)
     fig.suptitle(f"{grid.name}: {grid.description}", fontsize=9)
-    fig.tight_layout()
-    try:
-        with atomic_output(path, overwrite=True) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    _save_figure(fig, path, dpi=100)
 
 
 @torch.no_grad()
@@ -362,7 +355,6 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
     from torchvision.utils import make_grid
 
     from sagan.checkpoint import load_generator
-    from sagan.files import atomic_output
     from sagan.metrics.evaluate import generated_batches
 
     panels = []
@@ -379,9 +371,18 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
         ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
+    _save_figure(fig, path, dpi=150)
+
+
+def _save_figure(fig, path: Path, dpi: int) -> None:
+    """Write `fig` to `path` as PNG (replacing it atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    from sagan.files import atomic_output
+
     fig.tight_layout()
     try:
         with atomic_output(path, overwrite=True) as tmp:
-            fig.savefig(tmp, dpi=150, format="png")
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
