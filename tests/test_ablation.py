@@ -8,6 +8,7 @@ import pytest
 import sagan.train
 from sagan.ablation import GRIDS, Grid, _resolve, run_grid, welch_significant
 from sagan.checkpoint import load_checkpoint
+from sagan.files import SaganError
 from tests.conftest import TINY_SETS
 
 TINY = Grid(
@@ -44,6 +45,18 @@ def test_grid_trains_evaluates_writes_tables_and_skips_finished_runs(tmp_path, m
     monkeypatch.setattr(sagan.train, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("evaluated again"))
     assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == rows
+
+
+def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tmp_path):
+    """Runs and results of other settings in the same folder are an error, not rows of the new table."""
+    out = tmp_path / "grid"
+    run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0)
+    with pytest.raises(SaganError, match=r"lr_g 0.0002 \(asked: 0.001\)"):
+        run_grid(TINY, out, seeds=[0], extra_sets=("lr_g=1e-3",), device="cpu", sym_num=8, fid_num=0)
+    with pytest.raises(SaganError, match="steps 2 \\(asked: 4\\)"):  # finished at 2: its result is of 2 steps
+        run_grid(TINY, out, seeds=[0], extra_sets=("steps=4",), device="cpu", sym_num=8, fid_num=0)
+    with pytest.raises(SaganError, match="other sample counts than symmetry_fake16"):
+        run_grid(TINY, out, seeds=[0], device="cpu", sym_num=16, fid_num=0)
 
 
 def test_an_interrupted_run_is_resumed(tmp_path):

@@ -103,11 +103,20 @@ def run_grid(
     for i, (config, seed) in enumerate(runs, 1):
         name = grid.run_name(config, seed)
         result_path = outdir / f"{name}.json"
+        resolved = _resolve(grid, config, seed, extra_sets, device)
+        asked = (*grid.sets, *grid.configs[config], *extra_sets, "seed=")
+        _check_settings(outdir / name, resolved, asked, steps_may_grow=not result_path.is_file())
         if result_path.is_file():
-            rows.append(json.loads(result_path.read_text()))
+            row = json.loads(result_path.read_text())
+            wanted = [f"symmetry_fake{sym_num}"] + ([f"fid{fid_num}"] if fid_num else [])
+            if row["status"] == "finished" and any(k not in row for k in wanted):
+                raise SaganError(
+                    f"{result_path} was evaluated with other sample counts than {', '.join(wanted)}; "
+                    "use the same --sym-num/--fid-num, another --outdir, or remove the .json files to re-evaluate"
+                )
+            rows.append(row)
             log.info("[%d/%d] %s: done before, skipped", i, len(runs), name)
             continue
-        resolved = _resolve(grid, config, seed, extra_sets, device)
         left = sum(_steps_left(outdir / grid.run_name(c, s), resolved.train.steps) for c, s in runs[i - 1 :])
         eta = f", grid ETA {_duration(left * timing['seconds'] / timing['steps'])}" if timing["steps"] else ""
         log.info("[%d/%d] %s: %s%s", i, len(runs), name, grid.configs[config], eta)
@@ -133,6 +142,29 @@ def _resolve(grid: Grid, config: str, seed: int, extra_sets: tuple[str, ...], de
     from sagan.config import resolve
 
     return resolve(grid.preset, {"seed": seed, "device": device}, grid.sets + grid.configs[config] + extra_sets)
+
+
+def _check_settings(run_dir: Path, resolved, asked: tuple[str, ...], steps_may_grow: bool) -> None:
+    """Refuse to reuse a run folder trained with other values of the settings this grid asks for (the keys of
+    `asked`, KEY=VALUE items): a rerun with another --set must not mix old runs into new tables. `steps` may
+    grow for a run that is still to be trained or resumed (it then trains on)."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    recorded = json.loads(path.read_text())
+    want = json.loads(json.dumps(resolved.as_dict()))  # tuples as lists, as in the file
+    differ = []
+    for key in dict.fromkeys(item.split("=", 1)[0].strip() for item in asked):
+        section = "model" if key in want["model"] else "train"
+        mine, theirs = want[section].get(key), recorded.get(section, {}).get(key)
+        if key == "steps" and steps_may_grow and isinstance(theirs, int) and theirs <= mine:
+            continue
+        if mine != theirs:
+            differ.append(f"{key} {theirs!r} (asked: {mine!r})")
+    if differ:
+        raise SaganError(
+            f"{run_dir} was trained with other settings: {'; '.join(differ)}; use another --outdir or remove it"
+        )
 
 
 def _steps_left(run_dir: Path, steps: int) -> int:
