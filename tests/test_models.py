@@ -22,11 +22,12 @@ def small(resolution, num_classes, **kw):
     )
 
 
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
 @pytest.mark.parametrize("resolution", [32, 64, 128])
 @pytest.mark.parametrize("num_classes", [0, 5])
-def test_shapes_and_ranges(resolution, num_classes):
+def test_shapes_and_ranges(resolution, num_classes, arch):
     torch.manual_seed(0)
-    cfg = small(resolution, num_classes, img_channels=3 if resolution > 32 else 1)
+    cfg = small(resolution, num_classes, img_channels=3 if resolution > 32 else 1, arch=arch)
     G, D = Generator(cfg), Discriminator(cfg)
     z = torch.randn(3, cfg.z_dim)
     y = torch.randint(0, num_classes, (3,)) if num_classes else None
@@ -55,13 +56,14 @@ def sn_targets(model, include_cbn):
     return weighted_layers(model, skip)
 
 
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
 @pytest.mark.parametrize("cbn_sn", [False, True])
-def test_every_weight_layer_is_spectrally_normalised(cbn_sn):
-    cfg = small(32, 5, cbn_spectral_norm=cbn_sn)
+def test_every_weight_layer_is_spectrally_normalised(cbn_sn, arch):
+    cfg = small(32, 5, cbn_spectral_norm=cbn_sn, arch=arch)
     for model in (Generator(cfg), Discriminator(cfg)):
         expected = sn_targets(model, include_cbn=cbn_sn or isinstance(model, Discriminator))
         got = spectrally_normalised(model)
-        assert len(expected) > 10
+        assert len(expected) >= 9
         assert {id(m) for m in got} == {id(m) for m in expected}
     # The attention convs and the projection embedding are among them.
     D = Discriminator(cfg)
@@ -168,6 +170,42 @@ def test_attention_at_several_resolutions():
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError):
         ModelConfig(**bad)
+
+
+def test_default_config_is_a_valid_model():
+    """`ModelConfig()` with no arguments is the first line a Python user writes: it must build G and D."""
+    cfg = ModelConfig()
+    G, D = Generator(cfg), Discriminator(cfg)
+    x = G(torch.randn(2, cfg.z_dim))
+    assert x.shape == (2, 3, 32, 32) and D(x).shape == (2,)
+    assert list(G.attention_layers()) == ["g32"] and list(D.attention_layers()) == ["d16"]
+    with pytest.raises(ValueError, match="arch"):
+        ModelConfig(arch="vgg")
+
+
+def test_dcgan_stages_equal_their_plain_formulation():
+    """The DCGAN G stage is cBN-ReLU-upsample-conv3 and the D stage conv4 stride 2 then LeakyReLU(0.1), in
+    float64; D's stages double the channels down to 4 x 4 and G's halve them, as in SNGAN's standard CNN."""
+    import torch.nn.functional as F
+
+    from sagan.layers.blocks import DCDBlock, DCGBlock
+
+    torch.manual_seed(0)
+    g = DCGBlock(6, 4, num_classes=3).double().train()
+    with torch.no_grad():
+        g.bn.embed_gain.weight.normal_()
+    x, y = torch.randn(5, 6, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    expected = g.conv(F.interpolate(F.relu(g.bn(x, y)), scale_factor=2, mode="nearest"))
+    torch.testing.assert_close(g(x, y), expected, atol=1e-12, rtol=1e-12)
+    d = DCDBlock(6, 4).double()
+    x = torch.randn(3, 6, 8, 8, dtype=torch.float64)
+    manual = F.conv2d(x, d.conv.weight, d.conv.bias, stride=2, padding=1)
+    torch.testing.assert_close(d(x), torch.where(manual > 0, manual, 0.1 * manual), atol=1e-12, rtol=1e-12)
+    assert DCDBlock(6, 4, downsample=False).double()(x).shape == (3, 4, 8, 8)
+    cfg = ModelConfig(arch="dcgan", g_channels=8, d_channels=8, g_attn_resolutions=(16,), d_attn_resolutions=(8,))
+    assert cfg.d_feature_resolutions() == [16, 8, 4]
+    assert [b.conv.out_channels for b in Discriminator(cfg).blocks if isinstance(b, DCDBlock)] == [8, 16, 32]
+    assert [b.conv.out_channels for b in Generator(cfg).blocks if isinstance(b, DCGBlock)] == [32, 16, 8]
 
 
 def test_paper_variant_in_models():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 ATTN_VARIANTS = ("official", "paper")
 INITS = ("orthogonal", "xavier", "normal")
+ARCHS = ("resnet", "dcgan")
 
 # Default channel multipliers by image resolution (BigGAN-PyTorch's `G_arch` / `D_arch`, which the official
 # SAGAN 128 px model also follows). G: one entry per feature resolution 4, 8, ..., resolution.
@@ -31,6 +32,15 @@ _D_DOWN = {
     128: (True, True, True, True, True, False),
     256: (True, True, True, True, True, True, False),
 }
+# The DCGAN backbone (SNGAN's "standard CNN", heykeetae's SAGAN): G halves the channels at every doubling of the
+# resolution; D doubles them at every halving, one conv per stage, down to 4 x 4.
+_DC_G_MULT = {32: (8, 4, 2, 1), 64: (16, 8, 4, 2, 1), 128: (16, 8, 8, 4, 2, 1), 256: (16, 8, 8, 4, 4, 2, 1)}
+_DC_D_MULT = {32: (1, 2, 4), 64: (1, 2, 4, 8), 128: (1, 2, 4, 8, 16), 256: (1, 2, 4, 8, 8, 16)}
+_DC_D_DOWN = {r: (True,) * len(m) for r, m in _DC_D_MULT.items()}
+_DEFAULTS = {
+    "resnet": {"g_channel_mult": _G_MULT, "d_channel_mult": _D_MULT, "d_downsample": _D_DOWN},
+    "dcgan": {"g_channel_mult": _DC_G_MULT, "d_channel_mult": _DC_D_MULT, "d_downsample": _DC_D_DOWN},
+}
 
 
 @dataclass
@@ -40,8 +50,11 @@ class ModelConfig:
     Channel counts are `g_channels * g_channel_mult[i]` (G stage at feature resolution 4 * 2**i) and
     `d_channels * d_channel_mult[i]` (D block i). Empty multiplier tuples take the default for `resolution`.
     Attention is inserted after the G stage / D block whose output has a listed feature resolution.
+    `arch` picks the backbone: "resnet" (residual blocks, the official SAGAN and BigGAN models) or "dcgan" (one
+    conv per stage, about a tenth of the FLOPs at equal width; see `sagan.layers.blocks`).
     """
 
+    arch: str = "resnet"
     resolution: int = 32
     img_channels: int = 3
     num_classes: int = 0  # 0: unconditional
@@ -52,7 +65,7 @@ class ModelConfig:
     d_channel_mult: tuple[int, ...] = ()
     d_downsample: tuple[bool, ...] = ()
     g_attn_resolutions: tuple[int, ...] = (32,)
-    d_attn_resolutions: tuple[int, ...] = (32,)
+    d_attn_resolutions: tuple[int, ...] = (16,)  # D's largest map after its first downsampling at 32 px
     attn_variant: str = "official"  # "official" (pooled keys/values, C/2 value) or "paper"
     attn_qk_ratio: int = 8  # query/key width = C // attn_qk_ratio
     attn_v_ratio: int = 0  # value width = C // attn_v_ratio; 0: 2 for "official", attn_qk_ratio for "paper"
@@ -76,6 +89,8 @@ class ModelConfig:
             raise ValueError(f"img_channels must be 1 or 3, got {self.img_channels}")
         if self.num_classes < 0 or self.z_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
             raise ValueError("num_classes must be >= 0; z_dim, g_channels and d_channels must be >= 1")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.attn_variant not in ATTN_VARIANTS:
             raise ValueError(f"attn_variant must be one of {ATTN_VARIANTS}, got {self.attn_variant!r}")
         if self.init not in INITS:
@@ -85,7 +100,7 @@ class ModelConfig:
         if not (self.sn_eps > 0 and self.bn_eps > 0):
             raise ValueError("sn_eps and bn_eps must be > 0")
         num_stages = int(math.log2(r)) - 1
-        for name, table in (("g_channel_mult", _G_MULT), ("d_channel_mult", _D_MULT), ("d_downsample", _D_DOWN)):
+        for name, table in _DEFAULTS[self.arch].items():
             if not getattr(self, name):
                 if r not in table:
                     raise ValueError(f"no default {name} for {r} px (have {sorted(table)}); give it explicitly")
@@ -156,11 +171,14 @@ class TrainConfig:
     use_ema: bool = True
     ema_decay: float = 0.9999
     ema_start_step: int = 1000  # G_ema copies G until then
+    ema_rampup: bool = False  # decay min(ema_decay, (1 + n) / (10 + n)) at n steps after the start (TF's EMA)
+    ema_standing_batches: int = 16  # G_ema's own BN statistics over this many batches before use (0: G's)
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
     num_workers: int = -1  # -1: min(4, cpu count) on CUDA, 0 on CPU
     log_every: int = 50
+    explode_patience: int = 5  # log rows in a row with |mean loss or D output| > 100 before stopping (0: warn only)
     sample_every: int = 1000
     checkpoint_every: int = 1000  # rewrite checkpoints/latest.pt
     snapshot_every: int = 10_000  # keep checkpoints/step-NNNNNNN.pt
@@ -168,6 +186,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations of G_ema (0: never); keeps checkpoints/best.pt by FID
     eval_metrics: str = "fid"  # comma-separated: fid, kid, is, pr
     eval_num: int = 5000  # generated (and real) images per evaluation
+    eval_split: str = "train"  # reference split of torchvision datasets (tune on train, report test)
     inception_path: str = ""  # "" -> $SAGAN_INCEPTION_PATH, else torch-fidelity's download
 
     def __post_init__(self) -> None:
@@ -180,8 +199,14 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.explode_patience < 0:
+            raise ValueError(f"explode_patience must be >= 0, got {self.explode_patience}")
         if self.snapshot_every < 0 or self.keep_snapshots < 0 or self.eval_every < 0 or self.eval_num < 2:
             raise ValueError("snapshot_every, keep_snapshots and eval_every must be >= 0, eval_num >= 2")
+        if not 0 <= self.seed < 2**32:  # the trainer derives generator seeds from it (seed * 1000 + rank)
+            raise ValueError(f"seed (--seed) must be in [0, 2**32), got {self.seed}")
+        if self.eval_split not in ("train", "test"):
+            raise ValueError(f"eval_split must be 'train' or 'test', got {self.eval_split!r}")
         if self.loss not in ("hinge", "ns"):
             raise ValueError(f"loss must be 'hinge' or 'ns', got {self.loss!r}")
         if self.amp not in ("none", "bf16", "fp16"):
@@ -190,8 +215,8 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0 and betas in [0, 1)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.ema_start_step < 0 or self.num_workers < -1:
-            raise ValueError("ema_start_step must be >= 0 and num_workers >= -1")
+        if self.ema_start_step < 0 or self.num_workers < -1 or self.ema_standing_batches < 0:
+            raise ValueError("ema_start_step and ema_standing_batches must be >= 0, num_workers >= -1")
 
 
 def _field_types(cls) -> dict[str, typing.Any]:
@@ -269,6 +294,18 @@ MODEL_PRESETS: dict[str, dict] = {
         g_attn_resolutions=(16,),
         d_attn_resolutions=(16,),
     ),
+    # Fashion-MNIST on a 2-core CPU in 90 minutes: the DCGAN backbone (a tenth of the ResNet's FLOPs at equal
+    # width), G 256-128-64-32 channels, D 64-128-256, attention at 16 x 16 in G and D. docs/results.md.
+    "fashion-mnist-cpu": dict(
+        arch="dcgan",
+        resolution=32,
+        img_channels=1,
+        num_classes=10,
+        g_channels=32,
+        d_channels=64,
+        g_attn_resolutions=(16,),
+        d_attn_resolutions=(16,),
+    ),
     # The standard SN-ResNet CIFAR-10 architecture (Miyato et al. 2018; StudioGAN's and mimicry's SAGAN): G 256
     # channels (4.39M parameters), D 128 channels (1.08M), attention at 16 x 16 in both, as StudioGAN places it.
     "cifar10": dict(_CIFAR_MODEL),
@@ -310,6 +347,30 @@ TRAIN_PRESETS: dict[str, dict] = {
     ),
     "mnist": dict(data="mnist", steps=20_000, **_TTUR_PAPER),
     "fashion-mnist": dict(data="fashion-mnist", steps=20_000, **_TTUR_PAPER),
+    # Steps fixed from the measured uncontended speed (benchmarks/train_step.py), so that contention delays a
+    # run but never changes it. FID on 1,000 samples against the train split every 1,000 steps; the test split
+    # is for the final score (sagan evaluate --split test --num 10000).
+    "fashion-mnist-cpu": dict(
+        data="fashion-mnist",
+        steps=7000,  # 84 minutes at the 89 img/s measured uncontended (2026-12-01)
+        batch_size=64,
+        lr_g=2e-4,
+        lr_d=4e-4,
+        beta1=0.0,
+        beta2=0.9,
+        ema_decay=0.999,
+        ema_start_step=0,
+        ema_rampup=True,  # measured: at step 1000 a plain 0.999 EMA from step 500 scored fid1k 119, G itself 90
+        channels_last=True,  # 1.04x on 2 CPU cores (benchmarks/train_step.py); torch.compile 0.98x: off
+        log_every=100,
+        sample_every=500,
+        checkpoint_every=500,
+        snapshot_every=1000,
+        keep_snapshots=10,
+        eval_every=1000,
+        eval_num=1000,
+        eval_metrics="fid,kid",
+    ),
     # The strong reproductions' CIFAR-10 recipe (e.g. StudioGAN, mimicry).
     "cifar10": dict(data="cifar10", steps=100_000, hflip=False, **_CIFAR_STRONG),
     # The paper's TTUR settings on CIFAR-10.
@@ -344,7 +405,7 @@ assert set(TRAIN_PRESETS) == set(MODEL_PRESETS)
 # - RESUME_APPLIED hyper-parameters are applied to the restored optimisers and EMA (and logged);
 # the rest (steps, intervals, evaluation, device, workers, paths) are bookkeeping and change freely.
 RESUME_BREAKING = ("data", "batch_size", "d_steps", "seed", "hflip", "loss", "use_ema", "amp")
-RESUME_APPLIED = ("lr_g", "lr_d", "beta1", "beta2", "ema_decay", "ema_start_step")
+RESUME_APPLIED = ("lr_g", "lr_d", "beta1", "beta2", "ema_decay", "ema_start_step", "ema_rampup")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 DERIVED_FIELDS = ("num_classes",)  # follows the data and `unconditional`

@@ -1,4 +1,5 @@
-"""Residual up- and down-blocks of the SNGAN/BigGAN ResNet backbones that SAGAN's official code uses.
+"""Up- and down-blocks: the residual ones of the SNGAN/BigGAN ResNet backbones that SAGAN's official code uses,
+and the plain conv stages of the DCGAN backbone that many public SAGANs use (e.g. heykeetae/Self-Attention-GAN).
 
 Resampling is folded into the convolutions next to it. Each fold is the same linear map as the textbook order,
 computed with fewer multiplications and without the resampled tensor (float64 tests check both against it):
@@ -103,3 +104,33 @@ class DBlock(nn.Module):
         # Average pooling and a 1x1 conv are both linear and commute exactly, so pool first (cheaper).
         x = F.avg_pool2d(x, 2) if self.downsample else x
         return x if self.shortcut is None else self.shortcut(x)
+
+
+class DCGBlock(nn.Module):
+    """DCGAN generator stage: (c)BN-ReLU-up2-conv3, no shortcut (the up-sampling folded into the conv).
+
+    The same cost as DCGAN's 4x4 stride-2 transposed conv (four taps per output pixel and input channel) without
+    its checkerboard pattern. x: (B, in_channels, H, W), y: (B,) or None -> (B, out_channels, 2H, 2W).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_classes: int = 0, bn_eps: float = 1e-5):
+        super().__init__()
+        self.bn = ConditionalBatchNorm2d(in_channels, num_classes, eps=bn_eps)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return upsample_conv3x3(F.relu(self.bn(x, y)), self.conv)  # = conv(up(relu(bn(x))))
+
+
+class DCDBlock(nn.Module):
+    """DCGAN discriminator stage: conv4 stride 2 (or conv3 when not downsampling), then LeakyReLU(0.1), as in
+    SNGAN's standard CNN. x: (B, in_channels, H, W) -> (B, out_channels, H/2, W/2) when downsampling."""
+
+    def __init__(self, in_channels: int, out_channels: int, downsample: bool = True):
+        super().__init__()
+        self.downsample = downsample
+        kernel, stride = (4, 2) if downsample else (3, 1)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.conv(x), 0.1)

@@ -1,5 +1,6 @@
-"""SAGAN discriminator: residual down-blocks, self-attention at chosen feature resolutions, ReLU, global sum
-pooling and a projection head (Miyato & Koyama 2018): D(x, y) = linear(h) + <embed(y), h>."""
+"""SAGAN discriminator: down-blocks (residual, or DCGAN conv stages), self-attention at chosen feature
+resolutions, ReLU, global sum pooling and a projection head (Miyato & Koyama 2018):
+D(x, y) = linear(h) + <embed(y), h>."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sagan.config import ModelConfig
-from sagan.layers import DBlock, SelfAttention2d
+from sagan.layers import DBlock, DCDBlock, SelfAttention2d
 from sagan.layers.spectral import apply_spectral_norm, init_weights
 from sagan.models.generator import make_attention
 
@@ -25,7 +26,10 @@ class Discriminator(nn.Module):
         resolutions = cfg.d_feature_resolutions()
         for i, (mult, down) in enumerate(zip(cfg.d_channel_mult, cfg.d_downsample, strict=True)):
             out_ch = cfg.d_channels * mult
-            self.blocks.append(DBlock(in_ch, out_ch, downsample=down, preactivation=i > 0))
+            if cfg.arch == "resnet":
+                self.blocks.append(DBlock(in_ch, out_ch, downsample=down, preactivation=i > 0))
+            else:
+                self.blocks.append(DCDBlock(in_ch, out_ch, downsample=down))
             # Attention once per feature resolution: after the first block that produces it.
             if resolutions[i] in cfg.d_attn_resolutions and resolutions[i] not in resolutions[:i]:
                 self.attn_names[len(self.blocks)] = f"d{resolutions[i]}"
@@ -41,11 +45,11 @@ class Discriminator(nn.Module):
         return {name: self.blocks[i] for i, name in self.attn_names.items()}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, R, R) -> h: (B, C_last), ReLU then sum over positions."""
+        """x: (B, C, R, R) -> h: (B, C_last), ReLU then sum over positions (DCGAN stages end activated)."""
         h = x
         for block in self.blocks:
             h = block(h)
-        return F.relu(h).sum(dim=(2, 3))
+        return (F.relu(h) if self.cfg.arch == "resnet" else h).sum(dim=(2, 3))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)

@@ -1,5 +1,6 @@
-"""SAGAN generator: linear -> 4x4, residual up-blocks with conditional BN, self-attention at chosen
-feature resolutions, BN-ReLU-conv3-tanh (official code's `generator_test`, BigGAN-PyTorch's `Generator`)."""
+"""SAGAN generator: linear -> 4x4, up-blocks with conditional BN (residual, as the official code's
+`generator_test` and BigGAN-PyTorch's `Generator`, or DCGAN stages), self-attention at chosen feature
+resolutions, BN-ReLU-conv3-tanh."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sagan.config import ModelConfig
-from sagan.layers import ConditionalBatchNorm2d, GBlock, SelfAttention2d
+from sagan.layers import ConditionalBatchNorm2d, DCGBlock, GBlock, SelfAttention2d
 from sagan.layers.spectral import apply_spectral_norm, init_weights
 
 
@@ -29,9 +30,10 @@ class Generator(nn.Module):
         self.linear = nn.Linear(cfg.z_dim, ch[0] * 4 * 4)
         self.blocks = nn.ModuleList()
         self.attn_names: dict[int, str] = {}  # index in blocks -> public name, e.g. "g32"
+        block = GBlock if cfg.arch == "resnet" else DCGBlock
         for i, res in enumerate(cfg.g_feature_resolutions()):
             if i > 0:
-                self.blocks.append(GBlock(ch[i - 1], ch[i], cfg.num_classes, cfg.bn_eps))
+                self.blocks.append(block(ch[i - 1], ch[i], cfg.num_classes, cfg.bn_eps))
             if res in cfg.g_attn_resolutions:
                 self.attn_names[len(self.blocks)] = f"g{res}"
                 self.blocks.append(make_attention(ch[i], cfg))
@@ -57,5 +59,5 @@ class Generator(nn.Module):
             raise ValueError("this generator is conditional: pass class labels y")
         h = self.linear(z).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         for block in self.blocks:
-            h = block(h, y) if isinstance(block, GBlock) else block(h)
+            h = block(h) if isinstance(block, SelfAttention2d) else block(h, y)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
