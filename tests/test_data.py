@@ -1,6 +1,7 @@
 """Datasets: shapes, torchvision (real Fashion-MNIST), image folders, the infinite sampler."""
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from sagan.data import (
     ImageFolderDataset,
     InfiniteSampler,
     ShapesDataset,
+    TensorImages,
     dataset_info,
     load_dataset,
 )
@@ -166,3 +168,68 @@ def test_shapes_batches_render_like_single_images():
     loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=idx[:4])  # the DataLoader batches through it
     xb, yb = next(iter(loader))
     assert torch.equal(xb, torch.stack([ds[i][0] for i in idx[:4]])) and yb.tolist() == [ds[i][1] for i in idx[:4]]
+
+
+def test_torchvision_sets_are_held_in_memory_as_the_pil_path_gives_them(fashion_mnist_root):
+    """Fashion-MNIST is decoded once into one uint8 tensor; every image equals what torchvision's own dataset
+    with the PIL transform (resize 28 -> 32, ToTensor, Normalize) gives, bit for bit, in 1 and 3 channels."""
+    import torchvision
+
+    from sagan.data import _transform
+
+    for channels in (1, 3):
+        ds = load_dataset("fashion-mnist", 32, channels, str(fashion_mnist_root), train=False)
+        assert isinstance(ds, TensorImages) and ds.images.dtype == torch.uint8
+        assert ds.images.shape == (10_000, channels, 32, 32)
+        ref = torchvision.datasets.FashionMNIST(
+            str(fashion_mnist_root), train=False, transform=_transform(32, channels)
+        )
+        for i in (0, 1, 4321, 9999):
+            x, y = ds[i]
+            x_ref, y_ref = ref[i]
+            assert torch.equal(x, x_ref) and y == y_ref, i
+        xb, yb = ds.batch([9999, 0])
+        assert torch.equal(xb[0], ref[9999][0]) and yb.tolist() == [ref[9999][1], ref[0][1]]
+
+
+def test_memory_batches_follow_the_sampler_like_the_data_loader():
+    """Training batches an in-memory set by indexing; the batches equal a DataLoader's over the same sampler
+    stream (so resuming either way continues the same data order), also after a resume at `start`."""
+    from torch.utils.data import DataLoader
+
+    from sagan.train import memory_batches
+
+    torch.manual_seed(0)
+    ds = TensorImages(torch.randint(0, 256, (23, 1, 4, 4), dtype=torch.uint8), torch.randint(0, 10, (23,)))
+    for start in (0, 17):
+        fast = memory_batches(ds, InfiniteSampler(23, seed=3, start=start), 5)
+        slow = iter(DataLoader(ds, batch_size=5, sampler=InfiniteSampler(23, seed=3, start=start), drop_last=True))
+        for _ in range(7):  # crosses epoch boundaries
+            (x, y), (x_ref, y_ref) = next(fast), next(slow)
+            assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+    with pytest.raises(ValueError, match="uint8"):
+        TensorImages(torch.zeros(2, 1, 4, 4), torch.zeros(2))
+
+
+def test_hostile_processed_file_of_a_torchvision_set_is_one_line_and_never_runs(tmp_path):
+    """torchvision's MNIST classes load legacy processed/*.pt files (weights_only=True): a pickle planted there
+    is refused with one line naming the folder, and its code never runs."""
+    import pickle
+
+    from sagan.files import SaganError
+
+    marker = tmp_path / "PWNED"
+
+    class WritesMarker:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    processed = tmp_path / "FashionMNIST" / "processed"
+    processed.mkdir(parents=True)
+    for name in ("training.pt", "test.pt"):
+        (processed / name).write_bytes(pickle.dumps(WritesMarker()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing printed beside the one-line error
+        with pytest.raises(SaganError) as e:
+            load_dataset("fashion-mnist", 32, 1, str(tmp_path))
+    assert "\n" not in str(e.value) and "FashionMNIST" in str(e.value) and not marker.exists()

@@ -2,12 +2,18 @@
 
 Every dataset yields (x, y): x a float tensor (C, R, R) in [-1, 1], y an int class label (0 when the data has
 no classes). `dataset_info` tells the number of classes and channels without loading anything.
+
+torchvision's sets (MNIST, Fashion-MNIST, CIFAR) are small: they are decoded, resized and cropped once, with the
+same PIL transform as image folders and the evaluation, and held in memory as one uint8 tensor (`TensorImages`),
+which training batches by indexing, with no PIL or per-sample Python in the loop.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,13 +102,51 @@ def _to_gray(im: Image.Image) -> Image.Image:
     return to_8bit(im, 1)
 
 
+def _pil_transform(resolution: int, channels: int):
+    """PIL image -> 8-bit PIL image of `channels` channels, resized (shorter side) and centre-cropped."""
+    from torchvision import transforms as T
+
+    convert = T.Lambda(_to_rgb if channels == 3 else _to_gray)  # module-level functions pickle for workers
+    return T.Compose([convert, T.Resize(resolution), T.CenterCrop(resolution)])
+
+
 def _transform(resolution: int, channels: int):
     """PIL image -> (channels, resolution, resolution) in [-1, 1]; grayscale is repeated to RGB if asked."""
     from torchvision import transforms as T
 
-    convert = T.Lambda(_to_rgb if channels == 3 else _to_gray)  # module-level functions pickle for workers
-    steps = [convert, T.Resize(resolution), T.CenterCrop(resolution), T.ToTensor()]
+    steps = [_pil_transform(resolution, channels), T.ToTensor()]
     return T.Compose([*steps, T.Normalize([0.5] * channels, [0.5] * channels)])
+
+
+def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [-1, 1], computed as ToTensor + Normalize(0.5, 0.5) compute it (bit-identical)."""
+    return images.float().div_(255).sub_(0.5).div_(0.5)
+
+
+class TensorImages(Dataset):
+    """A dataset held in memory: images (N, C, R, R) uint8 and labels (N,) int64, on any device.
+
+    `batch(indices)` gives (x (B, C, R, R) float32 in [-1, 1], y (B,) int64) by indexing, on the tensors' device;
+    x is bit-identical to what the PIL transform + ToTensor + Normalize path gives for the same images.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4 or labels.shape != images.shape[:1]:
+            raise ValueError("TensorImages needs uint8 images (N, C, R, R) and labels (N,)")
+        self.images, self.labels = images, labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return uint8_to_float(self.images[index]), int(self.labels[index])
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
+        return uint8_to_float(self.images[idx]), self.labels[idx]
+
+    def to(self, device: torch.device | str) -> TensorImages:
+        return TensorImages(self.images.to(device), self.labels.to(device))
 
 
 def open_image(path: Path) -> Image.Image:
@@ -125,25 +169,58 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def _torchvision_dataset(name: str, root: Path, resolution: int, channels: int, download: bool, train: bool) -> Dataset:
+def _torchvision_dataset(
+    name: str, root: Path, resolution: int, channels: int, download: bool, train: bool
+) -> TensorImages:
+    images, labels = _torchvision_tensors(name, str(root.resolve()), resolution, train, download)
+    if channels == 3 and images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)  # what PIL's convert("RGB") does to a grayscale image
+    return TensorImages(images, labels)
+
+
+@functools.lru_cache(maxsize=4)
+def _torchvision_tensors(name: str, root: str, resolution: int, train: bool, download: bool):
+    """A torchvision set decoded once: (images (N, C, R, R) uint8 in the data's own channels, labels (N,) int64).
+
+    Cached in the process (tests and evaluation ask for the same split again); ~10 s for Fashion-MNIST's 60k.
+    """
     import torchvision.datasets as tvd
+    from tqdm.auto import tqdm
 
     cls = getattr(tvd, TORCHVISION[name][0])
     # MNIST-style sets check for extracted files; if the original archives sit in raw/ with the right md5,
     # torchvision's download() verifies and extracts them without touching the network.
-    raw = root / cls.__name__ / "raw"
+    raw = Path(root) / cls.__name__ / "raw"
     resources = getattr(cls, "resources", [])
     local_archives = bool(resources) and all((raw / Path(url).name).is_file() for url, _ in resources)
     try:
-        return cls(
-            str(root), train=train, download=download or local_archives, transform=_transform(resolution, channels)
-        )
+        with warnings.catch_warnings():  # torch's multi-line unpickler warnings on a bad processed/*.pt
+            warnings.simplefilter("ignore")
+            ds = cls(root, train=train, download=download or local_archives)
     except RuntimeError as e:
         expected = raw if resources else root
         raise FileNotFoundError(
             f"{name} not found under {root} (expected files in {expected}); pass --download to fetch it, "
-            f"or --data-root pointing at a folder that has it ({e})"
+            f"or --data-root pointing at a folder that has it ({str(e).splitlines()[0] if str(e) else ''})"
         ) from None
+    except Exception as e:  # noqa: BLE001  (e.g. a processed/*.pt that torchvision refuses to unpickle)
+        from sagan.files import SaganError
+
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise SaganError(
+            f"cannot load {name} from {Path(root) / cls.__name__} ({type(e).__name__}: {first}); "
+            f"files there that torchvision cannot read (e.g. processed/*.pt) must be removed or replaced"
+        ) from None
+    channels = TORCHVISION[name][2]
+    transform = _pil_transform(resolution, channels)
+    images = np.empty((len(ds), resolution, resolution, channels), dtype=np.uint8)
+    labels = np.empty(len(ds), dtype=np.int64)
+    split = "train" if train else "test"
+    for i in tqdm(range(len(ds)), desc=f"{name} {split} to {resolution} px", unit="img", leave=False, disable=None):
+        im, labels[i] = ds[i]
+        images[i] = np.asarray(transform(im)).reshape(resolution, resolution, channels)
+    # (N, R, R, C) -> (N, C, R, R)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
 
 
 class ShapesDataset(Dataset):

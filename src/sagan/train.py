@@ -4,11 +4,14 @@ against divergence. The model maths lives in `sagan.trainer.Trainer`; only rank 
 Divergence guard: at every log step (and before every checkpoint) the losses and mean D outputs since the last
 check and all weights of G, D and G_ema must be finite, else the run stops with `DivergedError` naming the step;
 a non-finite state is never saved, so the last good checkpoint is never overwritten or pruned. Finite values
-above EXPLODING_LOSS in magnitude give a warning in the log and the progress bar.
+above EXPLODING_LOSS in magnitude give a warning in the log and the progress bar; while they last no checkpoint
+is written (the last healthy one stays), and after `explode_patience` such log rows in a row the run stops with
+`DivergedError` too (explode_patience 0: warn and save as usual).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -24,9 +27,9 @@ from torch.utils.data import DataLoader
 from sagan import distributed as dist_utils
 from sagan.checkpoint import FORMAT_VERSION, prune_snapshots, rng_state, save_atomic
 from sagan.config import RESUME_APPLIED, RESUME_BREAKING, Resolved
-from sagan.data import InfiniteSampler, load_dataset
-from sagan.files import DivergedError
-from sagan.rundir import FileLog, MetricsLog, create_run_dir, write_config
+from sagan.data import InfiniteSampler, TensorImages, load_dataset
+from sagan.files import DivergedError, SaganError
+from sagan.rundir import FileLog, MetricsLog, RunLock, create_run_dir, write_config
 from sagan.sampling import fixed_noise, generate, make_labels, save_grid
 from sagan.trainer import Trainer
 
@@ -65,14 +68,20 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
 
 
-def make_loader(resolved: Resolved, info, device: torch.device, consumed: int) -> DataLoader:
-    """Endless batches for this rank, starting after the `consumed` images it has already used."""
+def make_loader(resolved: Resolved, info, device: torch.device, consumed: int):
+    """Endless (x, y) batches for this rank, starting after the `consumed` images it has already used.
+
+    A dataset held in memory (`TensorImages`: the torchvision sets) moves to `device` and is batched by indexing;
+    others go through a DataLoader. Both follow the same `InfiniteSampler` stream, so they give the same batches.
+    """
     cfg, mc = resolved.train, resolved.model
     dataset = load_dataset(cfg.data, mc.resolution, mc.img_channels, cfg.data_root, cfg.download, seed=cfg.seed)
     if len(dataset) < cfg.batch_size * info.world_size:
         raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch of all processes")
-    workers = cfg.num_workers if cfg.num_workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
     sampler = InfiniteSampler(len(dataset), info.rank, info.world_size, cfg.seed, start=consumed)
+    if isinstance(dataset, TensorImages):
+        return memory_batches(dataset.to(device), sampler, cfg.batch_size)
+    workers = cfg.num_workers if cfg.num_workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
@@ -84,6 +93,13 @@ def make_loader(resolved: Resolved, info, device: torch.device, consumed: int) -
         worker_init_fn=_ignore_sigint,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+def memory_batches(dataset: TensorImages, sampler: InfiniteSampler, batch_size: int):
+    """Endless batches of an in-memory dataset: `batch_size` consecutive indices of `sampler` each."""
+    indices = iter(sampler)
+    while True:
+        yield dataset.batch(list(itertools.islice(indices, batch_size)))
 
 
 def train(resolved: Resolved, resume: dict | None = None, run_dir: Path | None = None) -> Path | None:
@@ -115,6 +131,11 @@ class Run:
         self.t = Trainer(resolved.model, self.cfg, device, info)
         if resume:
             self.t.load_state_dict(resume)
+            if not self.t.parameters_finite():  # a diverged state saved by an older version, or edited by hand
+                raise SaganError(
+                    f"the checkpoint to resume (step {self.start_step}) has non-finite weights: the run had "
+                    "diverged; resume from an earlier snapshot (checkpoints/step-*.pt)"
+                )
         self.t.wrap()
         per_step = self.cfg.batch_size * self.cfg.d_steps
         self.consumed = int(resume.get("data_consumed", self.start_step * per_step)) if resume else 0
@@ -126,12 +147,15 @@ class Run:
             self.evaluator = Evaluator(self.cfg, resolved.model, device)
         self.best_fid = float(resume.get("best_fid", math.inf)) if resume else math.inf
         self.stats = torch.zeros(len(STAT_NAMES), device=device)  # sums since the last log step, on the device
-        self.stats_n, self.t_log = 0, time.perf_counter()
+        # Training time excludes maintenance (samples, evaluation, checkpoints): `excluded` collects it per interval.
+        self.stats_n, self.t_log, self.excluded = 0, time.perf_counter(), 0.0
+        self.train_seconds = float(resume.get("train_seconds", 0.0)) if resume else 0.0
         self.checked_step, self.saved_step = self.start_step, self.start_step if resume else None
+        self.exploding_since = None  # first log step of the current run of exploding log rows
         self.sample_z = fixed_noise(NUM_SAMPLES, resolved.model.z_dim, self.cfg.seed)
         self.sample_y = make_labels(NUM_SAMPLES, resolved.model.num_classes, per_row=8)
         self.run_dir, self.created = (Path(run_dir) if run_dir else None), False
-        self.metrics = self.file_log = self.bar = None
+        self.metrics = self.file_log = self.bar = self.lock = None
         if info.is_main:
             self._open_run_dir(resume)
 
@@ -144,6 +168,11 @@ class Run:
             self.run_dir.parent.mkdir(parents=True, exist_ok=True)
             self.run_dir.mkdir()  # FileExistsError (an OSError: one line in the CLI) if it does
             self.created = True
+        try:
+            self.lock = RunLock(self.run_dir).acquire()  # before anything in the folder is touched
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
         try:
             (self.run_dir / "checkpoints").mkdir(exist_ok=True)
             write_config(self.run_dir, {**self.resolved.as_dict(), "world_size": self.info.world_size})
@@ -178,6 +207,8 @@ class Run:
         if exc_type is not None and self.created and self.saved_step is None:  # a failed start leaves nothing
             shutil.rmtree(self.run_dir, ignore_errors=True)
             log.warning("removed %s: the run failed before its first checkpoint", self.run_dir)
+        if self.lock is not None:
+            self.lock.release()
 
     def step(self) -> None:
         """One training step (`done` counts them): `d_steps` D updates on fresh real batches, one G update, EMA."""
@@ -206,29 +237,39 @@ class Run:
             self.bar.update(1)
         if logged:
             self._log(done)
-        if info.is_main and (done % cfg.sample_every == 0 or last):
-            G = self.t.G_ema if self.t.G_ema is not None else self.t.G.eval()
-            path = self.run_dir / "samples" / f"step-{done:07d}.png"
-            save_grid(generate(G, self.sample_z, self.sample_y), path, overwrite=True)
-            self.t.G.train()
+        sampled = done % cfg.sample_every == 0 or last
         should_stop = stop.requested
         if info.enabled:  # ranks agree on stopping at log steps, where all of them check
             should_stop = logged and dist_utils.any_rank(stop.requested, info, self.device)
         evaluated = bool(cfg.eval_every) and (done % cfg.eval_every == 0 or last)
         snapshot = cfg.snapshot_every > 0 and done % cfg.snapshot_every == 0
         save = done % cfg.checkpoint_every == 0 or snapshot or last or should_stop or evaluated
+        t_work = time.perf_counter()
+        if sampled or evaluated or save:  # G_ema is about to be used: its own BatchNorm statistics first
+            self.t.refresh_ema_statistics()
+        if info.is_main and sampled:
+            G = self.t.G_ema if self.t.G_ema is not None else self.t.G.eval()
+            path = self.run_dir / "samples" / f"step-{done:07d}.png"
+            save_grid(generate(G, self.sample_z, self.sample_y), path, overwrite=True)
+            self.t.G.train()
+        if save and self.exploding_since is not None and cfg.explode_patience:
+            log.warning("step %d: no checkpoint written while losses explode; the last healthy one stays", done)
+            save = evaluated = False
         if save and self.checked_step != done:
             self._guard(done)  # never evaluate, keep as best, or save a diverged state
         metrics = self._evaluate(done) if evaluated and info.is_main else None
         if save:
             self._save(done, snapshot, metrics)
+        self.excluded += time.perf_counter() - t_work
         return should_stop
 
     def _log(self, done: int) -> None:
         """Bring the step statistics to the host (the only sync of a log interval), check them, write a row."""
         cfg, info = self.cfg, self.info
+        means = dict(zip(STAT_NAMES, (self.stats / self.stats_n).tolist(), strict=True))  # waits for the device
         now = time.perf_counter()
-        means = dict(zip(STAT_NAMES, (self.stats / self.stats_n).tolist(), strict=True))
+        seconds = now - self.t_log - self.excluded  # training only: maintenance since the last row left out
+        self.train_seconds += seconds
         self._guard(done, means)
         images = self.stats_n * cfg.batch_size * cfg.d_steps * info.world_size
         row = {
@@ -241,7 +282,8 @@ class Run:
             **{f"gamma/{k}": a.gamma.item() for k, a in self.t.attn_layers.items()},
             "lr_g": self.t.opt_G.param_groups[0]["lr"],
             "lr_d": self.t.opt_D.param_groups[0]["lr"],
-            "images_per_s": images / (now - self.t_log),
+            "images_per_s": images / seconds,
+            "train_minutes": self.train_seconds / 60,
         }
         exploding = [k for k, v in means.items() if abs(v) > EXPLODING_LOSS]
         if exploding:
@@ -251,13 +293,23 @@ class Run:
                 ", ".join(f"{k} {means[k]:.3g}" for k in exploding),
                 EXPLODING_LOSS,
             )
+            self.exploding_since = self.exploding_since or done
+        else:
+            self.exploding_since = None
         if info.is_main:
             self.metrics.write(row)
             postfix = {"loss_d": f"{row['loss_d']:.3f}", "loss_g": f"{row['loss_g']:.3f}"}
             postfix["img_s"] = f"{row['images_per_s']:.0f}"
             self.bar.set_postfix(**postfix, **({"warning": "EXPLODING"} if exploding else {}))
         self.stats.zero_()
-        self.stats_n, self.t_log = 0, now
+        self.stats_n, self.t_log, self.excluded = 0, now, 0.0
+        rows = (done - self.exploding_since) // cfg.log_every + 1 if self.exploding_since else 0
+        if cfg.explode_patience and rows >= cfg.explode_patience:
+            raise DivergedError(
+                f"training diverged: losses or D outputs above {EXPLODING_LOSS:g} in magnitude for {rows} log rows in "
+                f"a row (steps {self.exploding_since}-{done}; explode_patience {cfg.explode_patience}); stopped, "
+                f"{self._last_checkpoint()}"
+            )
 
     def _guard(self, done: int, means: dict | None = None) -> None:
         """Raise DivergedError unless the statistics since the last check and all weights are finite."""
@@ -271,16 +323,20 @@ class Run:
             bad = dist_utils.any_rank(bad, self.info, self.device)
         if bad:
             what = "losses" if not stats_ok else "weights" if not weights_ok else "values on another rank"
-            last = (
-                f"the last good checkpoint is {self.run_dir / 'checkpoints' / 'latest.pt'} (step {self.saved_step})"
-                if self.saved_step is not None
-                else "no checkpoint was written"
-            )
             raise DivergedError(
                 f"training diverged: non-finite {what} at step {done} (finite at step {self.checked_step}); "
-                f"stopped, {last}"
+                f"stopped, {self._last_checkpoint()}"
             )
         self.checked_step = done
+
+    def _last_checkpoint(self) -> str:
+        """Where the last good checkpoint is, for a message: this run's latest.pt, or the resumed file."""
+        if self.saved_step is None:
+            return "no checkpoint was written"
+        latest = self.run_dir / "checkpoints" / "latest.pt" if self.run_dir is not None else None
+        if latest is None or not latest.is_file():  # resumed from a file outside this run folder, nothing saved yet
+            return f"the last good checkpoint is the one this run resumed from (step {self.saved_step})"
+        return f"the last good checkpoint is {latest} (step {self.saved_step})"
 
     def _evaluate(self, done: int) -> dict:
         metrics = self.evaluator(self.t.G_ema if self.t.G_ema is not None else self.t.G, done)
@@ -309,6 +365,7 @@ class Run:
             "config": self.resolved.as_dict(),
             "world_size": info.world_size,
             "best_fid": self.best_fid,
+            "train_seconds": self.train_seconds,
             "version": FORMAT_VERSION,
         }
         folder = self.run_dir / "checkpoints"

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from sagan import distributed as dist_utils
 from sagan.checkpoint import set_rng_state
 from sagan.config import ModelConfig, TrainConfig
-from sagan.ema import ema_update
+from sagan.ema import ema_update, standing_statistics
 from sagan.losses import LOSSES
 from sagan.models import Discriminator, Generator
 
@@ -27,6 +27,18 @@ def _autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def ema_decay_at(step: int, cfg: TrainConfig) -> float:
+    """The EMA decay after G update `step` (0-based): 0 (a copy of G) before ema_start_step, then ema_decay, or
+    with ema_rampup min(ema_decay, (1 + n) / (10 + n)) at n steps after the start, so that a short run's G_ema
+    is not an average over a mostly untrained G (TensorFlow's ExponentialMovingAverage with num_updates)."""
+    if step < cfg.ema_start_step:
+        return 0.0
+    if cfg.ema_rampup:
+        n = step - cfg.ema_start_step
+        return min(cfg.ema_decay, (1 + n) / (10 + n))
+    return cfg.ema_decay
 
 
 class Trainer:
@@ -110,7 +122,14 @@ class Trainer:
 
     def update_ema(self, step: int) -> None:
         if self.G_ema is not None:
-            ema_update(self.G_ema, self.G, 0.0 if step < self.cfg.ema_start_step else self.cfg.ema_decay)
+            ema_update(self.G_ema, self.G, ema_decay_at(step, self.cfg))
+
+    def refresh_ema_statistics(self) -> None:
+        """Give G_ema its own BatchNorm statistics (`standing_statistics`) before it is drawn, scored or saved.
+
+        A function of G_ema's weights and the run's seed alone, so a resumed run computes the same values."""
+        if self.G_ema is not None and self.cfg.ema_standing_batches:
+            standing_statistics(self.G_ema, self.cfg.ema_standing_batches, self.cfg.batch_size, self.cfg.seed)
 
     def state_dict(self) -> dict:
         return {
