@@ -109,3 +109,26 @@ def test_welch_significance():
     a = [0.0, 1.0, 2.0]
     assert not welch_significant(a, [x + 2.5 * (2 / 3) ** 0.5 for x in a])
     assert welch_significant(a, [x + 3.0 * (2 / 3) ** 0.5 for x in a])
+
+
+def test_a_stopped_run_is_not_recorded_as_finished(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM make train() save and return early: the grid must not record that run as finished
+    (nor evaluate it), but stop, and a rerun resumes it to its target step."""
+    import dataclasses
+
+    out = tmp_path / "grid"
+    real_train = sagan.train.train
+
+    def stopped_after_one_step(resolved, resume=None, run_dir=None):  # what a stop request at step 1 leaves
+        cut = dataclasses.replace(resolved, train=dataclasses.replace(resolved.train, steps=1))
+        return real_train(cut, resume=resume, run_dir=run_dir)
+
+    monkeypatch.setattr(sagan.train, "train", stopped_after_one_step)
+    monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("an unfinished run was evaluated"))
+    assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == []
+    assert not (out / "attn-seed0.json").exists() and not (out / "none-seed0").exists()
+    assert load_checkpoint(out / "attn-seed0")["step"] == 1
+    monkeypatch.undo()
+    rows = run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0)
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+    assert load_checkpoint(out / "attn-seed0")["step"] == 2

@@ -1,12 +1,15 @@
 """Metric maths against closed forms and scipy; real Inception features on real data (no mocks)."""
 
+import io
 import json
+import pickle
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from sagan.cli import main
 from sagan.data import ShapesDataset, load_dataset
@@ -107,13 +110,59 @@ def test_fid_on_real_data_with_real_weights(real_features):
     assert different > 150
 
 
+def test_fast_network_equals_the_torchscript_module_run_as_is(real_features, inception_torchscript):
+    """Our network (the TorchScript file's tensors mapped onto torch-fidelity's blocks, batch norm folded,
+    channels last) gives the features of the TorchScript module itself, on real images."""
+    from sagan.metrics.inception import InceptionV3, TorchScriptPool3, _load_torchscript
+
+    inc, fm_a, f = real_features
+    assert isinstance(inc.net, InceptionV3) and inc.net.folded and inc.id.endswith("-v2")
+    as_is = TorchScriptPool3(_load_torchscript(inception_torchscript))
+    with torch.no_grad():
+        reference = torch.cat([as_is(x.expand(-1, 3, -1, -1))["2048"] for x in fm_a[:40].split(20)]).double()
+    torch.testing.assert_close(f["fm_a"][:40], reference, atol=1e-4, rtol=1e-4)
+    assert reference.abs().max() > 1  # real activations, not zeros
+
+
+def test_folding_batchnorm_keeps_the_network_function():
+    """fold_batchnorm is exact maths: the folded network equals the one with batch norm (random weights and
+    statistics, eval mode), to float32 rounding."""
+    import copy
+
+    from sagan.metrics.inception import InceptionV3
+
+    torch.manual_seed(0)
+    net = InceptionV3(with_logits=True).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+        x = (torch.rand(2, 3, 40, 40) * 255).to(torch.uint8)
+        plain = copy.deepcopy(net)(x)
+        folded = net.fold_batchnorm()(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    for k in ("2048", "logits_unbiased"):
+        torch.testing.assert_close(folded[k], plain[k], atol=1e-4, rtol=1e-4)
+
+
+def test_extractor_lives_on_the_device_asked_for(inception_torchscript):
+    from sagan.metrics.inception import Inception
+
+    inc = Inception(str(inception_torchscript), device="cpu")
+    assert inc.device == torch.device("cpu")
+    assert {p.device for p in inc.net.parameters()} == {torch.device("cpu")}
+
+
 def test_batch_size_does_not_change_features(real_features):
     inc, fm_a, f = real_features
     other = inc.features(fm_a[:30].split(7))["2048"]
     torch.testing.assert_close(other, f["fm_a"][:30], atol=1e-4, rtol=1e-4)
 
 
-def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
+def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript, caplog):
     monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
     runner = CliRunner()
     assert runner.invoke(main, tiny_args(tmp_path / "runs", steps=2), catch_exceptions=False).exit_code == 0
@@ -169,6 +218,29 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript):
     assert json.loads(folder.output)["protocol"]["resolution"] == 32  # taken from the images
     fid_folder = json.loads(folder.output)["metrics"]["fid20"]
     assert fid_folder == pytest.approx(m["fid20"], rel=0.02)
+    # A broken or hostile cache entry is recomputed with a warning, never fatal, never run.
+    (entry,) = (tmp_path / "cache" / "metrics").iterdir()
+    good = entry.read_bytes()
+    marker = tmp_path / "PWNED"
+
+    class WritesMarker:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for broken in (good[: len(good) // 3], b"", pickle.dumps({"2048": WritesMarker()}), _saved({"2048": 1})):
+        entry.write_bytes(broken)
+        caplog.clear()
+        result = runner.invoke(main, [*args, "--overwrite"], catch_exceptions=False)
+        assert result.exit_code == 0 and "are unusable" in caplog.text and not marker.exists()
+        report = json.loads((tmp_path / "m.json").read_text())
+        assert report["metrics"]["fid20"] == pytest.approx(m["fid20"], rel=1e-9)
+        assert entry.read_bytes() != broken  # replaced by good features
+
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def test_inception_score_without_logits_is_a_clear_error(tmp_path, inception_torchscript):
@@ -226,3 +298,39 @@ def test_mirror_metrics():
     assert mirror_colour_gap(x) == pytest.approx(0.25)
     blank = -torch.ones(2, 3, 8, 8)
     assert mirror_iou(blank) == 0.0 and mirror_colour_gap(blank) == 1.0
+
+
+def test_reference_cache_key_follows_files_extractor_and_protocol(tmp_path, monkeypatch):
+    """The key of cached real features changes when the folder's files change (a new, removed, replaced or
+    touched file), when the extractor changes, and when the protocol version is bumped."""
+    import os
+
+    from sagan.metrics import evaluate as ev
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8), (i * 100, 0, 0)).save(folder / f"{i}.png")
+
+    def key(extractor="ts-abc-v2"):
+        ev.folder_digest.cache_clear()
+        return ev.reference_key(str(folder), "train", 32, 3, 100, 0, extractor)
+
+    first = key()
+    assert key() == first and "p1-folder-" in first
+    assert key("ts-def-v2") != first
+    Image.new("RGB", (8, 8), (0, 0, 200)).save(folder / "2.png")
+    second = key()
+    assert second != first
+    stat = (folder / "2.png").stat()
+    os.utime(folder / "2.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    third = key()
+    assert third != second
+    (folder / "2.png").unlink()
+    assert key() == first  # the same files as at first
+    monkeypatch.setattr(ev, "PROTOCOL_VERSION", 2)
+    assert key() != first
+    assert (
+        ev.reference_key("fashion-mnist", "test", 32, 1, 10000, 0, "x")
+        == "p2-fashion-mnist-test-32px-1ch-n10000-seed0-x"
+    )

@@ -98,6 +98,10 @@ def run_grid(
     outdir = Path(outdir).expanduser()
     runs = [(config, seed) for config in grid.configs for seed in seeds]
     inception = None
+    if fid_num:  # a bad --inception fails now, not after the first run has trained
+        from sagan.metrics.inception import Inception
+
+        inception = Inception(inception_path, device if device != "auto" else "cpu")
     timing = {"steps": 0, "seconds": 0.0}  # trained here, and the seconds it took with evaluation: the ETA
     rows = []
     for i, (config, seed) in enumerate(runs, 1):
@@ -122,12 +126,11 @@ def run_grid(
         log.info("[%d/%d] %s: %s%s", i, len(runs), name, grid.configs[config], eta)
         t0 = time.perf_counter()
         status, trained = _train(resolved, outdir / name)
+        if status == "interrupted":  # Ctrl-C / SIGTERM: the run saved its checkpoint; a rerun resumes it
+            log.warning("[%d/%d] %s: interrupted; run the same command again to resume", i, len(runs), name)
+            break
         row = {"grid": grid.name, "config": config, "seed": seed, "status": status}
         if status == "finished":
-            if inception is None and fid_num:
-                from sagan.metrics.inception import Inception
-
-                inception = Inception(inception_path, resolved.train.device if device != "auto" else "cpu")
             row.update(evaluate_run(outdir / name, sym_num, fid_num, inception))
         write_text(result_path, json.dumps(row, indent=2) + "\n", overwrite=True)
         if trained:
@@ -198,7 +201,17 @@ def _train(resolved, run_dir: Path) -> tuple[str, int]:
     except DivergedError as e:
         log.warning("%s: %s", run_dir.name, e)
         return f"diverged ({str(e).split(';')[0].replace('training diverged: ', '')})", 0
-    return "finished", resolved.train.steps - start
+    reached = _reached_step(run_dir)
+    # A run is finished only at its target step: train() also returns after a stop request, at the step it saved.
+    return ("finished" if reached >= resolved.train.steps else "interrupted"), reached - start
+
+
+def _reached_step(run_dir: Path) -> int:
+    """The step of the run's latest checkpoint (0 when there is none)."""
+    from sagan.checkpoint import load_checkpoint
+
+    latest = run_dir / "checkpoints" / "latest.pt"
+    return int(load_checkpoint(latest)["step"]) if latest.is_file() else 0
 
 
 def train_minutes(run_dir: Path) -> float:
@@ -236,14 +249,14 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None) -> d
 
 
 def _fid(images: torch.Tensor, resolution: int, inception) -> float:
-    from sagan.metrics.evaluate import real_batches
+    from sagan.metrics.evaluate import real_batches, reference_key
     from sagan.metrics.inception import cached_features, to_uint8
     from sagan.metrics.math import fid_from_features
 
     n = len(images)
     fake = inception.features(to_uint8(images).split(50))["2048"]
-    key = f"shapes-train-{resolution}px-3ch-n{n}-seed0-{inception.id}"
-    real = cached_features(key, lambda: inception.features(real_batches("shapes", resolution, 3, n)[0]))
+    key = reference_key("shapes", "train", resolution, 3, n, 0, inception.id)
+    real = cached_features(key, lambda: inception.features(real_batches("shapes", resolution, 3, n)))
     return fid_from_features(fake, real["2048"])
 
 

@@ -5,6 +5,7 @@ cached by (dataset, split, resolution, channels, count, extractor)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -15,13 +16,14 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sagan.data import load_dataset
+from sagan.data import TensorImages, load_dataset
 from sagan.files import SaganError
 from sagan.metrics.inception import Inception, cached_features, to_uint8
 from sagan.metrics.math import fid_from_features, inception_score, kid_from_features, symmetry_error
 
 log = logging.getLogger("sagan")
 METRICS = ("fid", "kid", "is", "pr")
+PROTOCOL_VERSION = 1  # part of every reference-feature cache key: bump it when the protocol changes
 
 
 def count_tag(n: int) -> str:
@@ -46,19 +48,47 @@ def real_batches(
     split: str = "train",
     batch_size: int = 50,
     seed: int = 0,
-) -> tuple[Iterator[torch.Tensor], int]:
-    """uint8 batches of `num` real images (a seeded random subset when the split is larger), and the count."""
+) -> Iterator[torch.Tensor]:
+    """uint8 batches of `num` real images (a seeded random subset when the split is larger; all when smaller).
+
+    Lazy: the dataset is loaded when the first batch is asked for, so a cache hit never loads it.
+    """
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
     ds = load_dataset(data, resolution, channels, data_root, train=split == "train", seed=seed)
     n = min(num, len(ds))
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    for i in range(0, n, batch_size):
+        chunk = idx[i : i + batch_size]
+        if isinstance(ds, TensorImages):  # the uint8 images themselves: what to_uint8 of the floats gives
+            yield ds.images[chunk]
+        else:
+            yield to_uint8(torch.stack([ds[j][0] for j in chunk]))
 
-    def gen():
-        for i in range(0, n, batch_size):
-            yield to_uint8(torch.stack([ds[j][0] for j in idx[i : i + batch_size]]))
 
-    return gen(), n
+BUILTIN_DATA = ("shapes", "mnist", "fashion-mnist", "cifar10", "cifar100")
+
+
+def reference_key(data: str, split: str, resolution: int, channels: int, num: int, seed: int, extractor: str) -> str:
+    """The cache key of real-image features: protocol version, data (a folder by a digest of its file list),
+    split, resolution, channels, requested count, subset seed and the extractor's id (weights and version)."""
+    data_id = data if data in BUILTIN_DATA else f"folder-{folder_digest(data)}"
+    return f"p{PROTOCOL_VERSION}-{data_id}-{split}-{resolution}px-{channels}ch-n{num}-seed{seed}-{extractor}"
+
+
+@functools.lru_cache(maxsize=8)
+def folder_digest(folder: str) -> str:
+    """SHA-256 (12 hex digits) of the image files under `folder`: relative names, sizes and modification times.
+
+    Adding, removing, replacing or touching a file changes it; scanned once per process."""
+    from sagan.data import IMAGE_EXTENSIONS
+
+    root = Path(folder).expanduser().resolve()
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and q.is_file()):
+        st = p.stat()
+        h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:12]
 
 
 def generated_batches(G: torch.nn.Module, num: int, batch_size: int = 50, seed: int = 0) -> Iterator[torch.Tensor]:
@@ -169,22 +199,16 @@ def evaluate(
     out: dict[str, float] = {}
     needs_real = any(m in metrics for m in ("fid", "kid", "pr"))
     n_real = 0
+    want_real = num_real or num
     if needs_real:
-        real_iter, n_real = real_batches(
-            data, resolution, channels, num_real or num, data_root, split, batch_size, seed
-        )
-        data_id = (
-            data
-            if data in ("shapes", "mnist", "fashion-mnist", "cifar10", "cifar100")
-            else "folder-" + hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:12]
-        )
-        key = f"{data_id}-{split}-{resolution}px-{channels}ch-n{n_real}-seed{seed}-{inception.id}"
-        real_feats = cached_features(key, lambda: _collect(real_iter, inception, n_real, "real images", False)[0])
+        key = reference_key(data, split, resolution, channels, want_real, seed, inception.id)
+        real_iter = real_batches(data, resolution, channels, want_real, data_root, split, batch_size, seed)
+        real_feats = cached_features(key, lambda: _collect(real_iter, inception, want_real, "real images", False)[0])
+        n_real = len(real_feats["2048"])
     if shapes:  # cheap: no Inception involved
-        real_iter, n_real = real_batches(
-            data, resolution, channels, num_real or num, data_root, split, batch_size, seed
-        )
-        out["symmetry_real"] = symmetry_error(torch.cat([x.float() / 127.5 - 1 for x in real_iter]))
+        real = torch.cat(list(real_batches(data, resolution, channels, want_real, data_root, split, batch_size, seed)))
+        n_real = len(real)
+        out["symmetry_real"] = symmetry_error(real.float() / 127.5 - 1)
     tag = count_tag(n_fake)
     if "fid" in metrics:
         out[f"fid{tag}"] = fid_from_features(fake_feats["2048"], real_feats["2048"])
@@ -245,6 +269,7 @@ class Evaluator:
             mc.resolution,
             mc.img_channels,
             cfg.data_root,
+            cfg.eval_split,
             inception=self.inception,
             seed=cfg.seed,
         )
