@@ -53,6 +53,9 @@ def env(tmp_path_factory):
         "g_missing": {**meta, "model": {k: v for k, v in meta["model"].items() if k != "g_channels"}},
         "g_null": {**meta, "model": {**meta["model"], "resolution": None}},
         "g_other": {**meta, "model": {**meta["model"], "g_channels": 8}},
+        # Configs that would allocate 100+ GB if the model were built before the shapes are checked.
+        "g_huge_classes": {**meta, "model": {**meta["model"], "num_classes": 10**9}},
+        "g_huge_channels": {**meta, "model": {**meta["model"], "g_channels": 10**6}},
     }
     for name, content in variants.items():
         (base / f"{name}.safetensors").write_bytes(p["g"].read_bytes())
@@ -68,6 +71,21 @@ def env(tmp_path_factory):
     (base / "nan").mkdir()
     torch.save(ckpt, base / "nan" / "nan.pt")
     p["nan"] = base / "nan" / "nan.pt"
+    # Checkpoints that are valid pickles but lack parts (each in a folder of its own, outside any run folder).
+    parts = {
+        "ck_no_train": lambda c: c["config"].pop("train"),
+        "ck_no_rng": lambda c: c.pop("rng"),
+        "ck_no_opt": lambda c: c.pop("opt_D"),
+        "ck_bad_opt": lambda c: c.__setitem__("opt_G", {"state": 3}),
+        "ck_model_null": lambda c: c["config"].__setitem__("model", None),
+        "ck_g_null": lambda c: c.__setitem__("G", None),
+    }
+    for name, damage in parts.items():
+        c = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+        damage(c)
+        (base / name).mkdir()
+        torch.save(c, base / name / "c.pt")
+        p[name] = base / name / "c.pt"
     # Inception "weights": not a TorchScript file, a pickle that runs code, a state dict of something else.
     (base / "not_ts.pt").write_bytes(os.urandom(2048))
     p["not_ts"] = base / "not_ts.pt"
@@ -161,6 +179,32 @@ CASES = {
         ["evaluate", "--fake", "{fakes}", "--data", "shapes", "--inception", "{other}"],
         "not torch-fidelity's Inception",
     ),
+    "checkpoint without train config: resume": (["train", "--resume", "{ck_no_train}"], "config.train missing"),
+    "checkpoint without train config: evaluate": (
+        ["evaluate", "--checkpoint", "{ck_no_train}", "--num", "4"],
+        "does not record its dataset",
+    ),
+    "checkpoint without rng: resume": (["train", "--resume", "{ck_no_rng}"], "rng missing"),
+    "checkpoint without optimiser: resume": (["train", "--resume", "{ck_no_opt}"], "opt_D missing"),
+    "checkpoint with a broken optimiser: resume": (["train", "--resume", "{ck_bad_opt}"], "opt_G missing or damaged"),
+    "checkpoint with model null: resume": (["train", "--resume", "{ck_model_null}"], "damaged sagan checkpoint"),
+    "checkpoint with model null: evaluate": (
+        ["evaluate", "--checkpoint", "{ck_model_null}", "--num", "4"],
+        "damaged sagan checkpoint",
+    ),
+    "checkpoint with G null: sample": (
+        ["sample", "--checkpoint", "{ck_g_null}", "--out", "{base}/o.png"],
+        "damaged sagan checkpoint",
+    ),
+    "export json asks for 10^9 classes": (
+        ["sample", "--checkpoint", "{g_huge_classes}", "--out", "{base}/o.png"],
+        "do not fit",
+    ),
+    "export json asks for 10^6 channels": (
+        ["sample", "--checkpoint", "{g_huge_channels}", "--out", "{base}/o.png"],
+        "do not fit",
+    ),
+    "seed 2**70": (["train", "--outdir", "{base}/new", "--seed", str(2**70), "--dry-run"], "seed (--seed) must be"),
     "device tpu": (["sample", "--checkpoint", "{run}", "--out", "{base}/o.png", "--device", "tpu"], "unknown device"),
     "device banana": (["train", "--outdir", "{base}/new", "--device", "banana"], "unknown device"),
     "nan learning rate": (["train", "--outdir", "{base}/new", "--set", "lr_g=nan"], "finite"),
@@ -253,3 +297,134 @@ def test_malicious_pickle_would_have_run(env, tmp_path):
         torch.load(tmp_path / "evil.pth", weights_only=True)
     torch.load(tmp_path / "evil.pth", weights_only=False)
     assert marker.exists()
+
+
+def test_planted_weights_in_torch_hub_cache_never_run(env, monkeypatch, tmp_path):
+    """Without --inception, torch-fidelity's weights come from torch's hub cache; torch-fidelity itself would
+    unpickle that file with weights_only=False. A pickle planted there must be refused, not run."""
+    monkeypatch.delenv("SAGAN_INCEPTION_PATH", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    marker = tmp_path / "PWNED"
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save({"fc.weight": _WritesMarker(marker)}, cached)
+    for args in (
+        ["evaluate", "--fake", str(env["fakes"]), "--data", "shapes"],
+        ["train", "--outdir", str(tmp_path / "new"), "--eval-every", "1", *TINY],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().splitlines()[-1].startswith("Error: ")
+        assert "weights-inception-2015-12-05-6726825d.pth" in result.output
+        assert not marker.exists(), "a cached weights file ran code"
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def test_second_resume_of_a_running_run_fails_naming_the_holder(tmp_path):
+    """A run folder is locked for the life of its run: a second `train --resume` of it gives one line naming
+    the PID that holds it, and touches nothing in the folder."""
+    from sagan.rundir import RunLock
+
+    runner = CliRunner()
+    assert runner.invoke(main, tiny_args(tmp_path / "runs", steps=2), catch_exceptions=False).exit_code == 0
+    run = next((tmp_path / "runs").iterdir())
+    lock = RunLock(run).acquire()  # as a running `sagan train --resume` holds it
+    try:
+        before = _listing(run)
+        result = runner.invoke(main, ["train", "--resume", str(run), "--steps", "4"])
+        assert result.exit_code == 1 and f"in use by another sagan process (PID {os.getpid()})" in result.output
+        assert result.output.strip().splitlines()[-1].startswith("Error: ")
+        assert _listing(run) == before
+    finally:
+        lock.release()
+    assert runner.invoke(main, ["train", "--resume", str(run), "--steps", "4"]).exit_code == 0  # free again
+
+
+def test_out_of_memory_on_the_cpu_is_one_line(env, monkeypatch):
+    """torch's CPU allocator raises RuntimeError ("DefaultCPUAllocator: can't allocate memory"), Python a
+    MemoryError: both end as one line that says what to lower."""
+    import sagan.sampling
+
+    for error in (
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 51200000000 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+        MemoryError(),
+    ):
+
+        def boom(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(sagan.sampling, "fixed_noise", boom)
+        result = CliRunner().invoke(main, ["sample", "--checkpoint", str(env["run"]), "--out", str(env["base"] / "x")])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: out of memory"), lines
+
+
+def test_full_disk_while_saving_is_one_line_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    """torch.save on a full disk raises RuntimeError from its zip writer; the run ends with one line naming the
+    file, latest.pt keeps its previous content, and no temporary file is left."""
+    import sagan.checkpoint
+
+    runner = CliRunner()
+    assert runner.invoke(main, tiny_args(tmp_path / "runs", steps=2), catch_exceptions=False).exit_code == 0
+    run = next((tmp_path / "runs").iterdir())
+    before = (run / "checkpoints" / "latest.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # a partial file, then the writer's failure
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4096 vs 2048")
+
+    monkeypatch.setattr(sagan.checkpoint.torch, "save", full_disk)
+    result = runner.invoke(main, ["train", "--resume", str(run), "--steps", "4"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and lines[-1].startswith("Error: could not write") and "disk full" in lines[-1]
+    monkeypatch.setattr(sagan.checkpoint.torch, "save", real_save)
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == before
+    assert not [p for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
+
+
+def test_export_write_failure_is_one_line(env, tmp_path, monkeypatch):
+    """safetensors raises its own error type on a full disk or a folder without write permission."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def fail(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fail)
+    for fmt, out in (("safetensors", tmp_path / "g.safetensors"), ("pretrained", tmp_path / "pre")):
+        result = CliRunner().invoke(
+            main, ["export", "--checkpoint", str(env["run"]), "--format", fmt, "--out", str(out)]
+        )
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: could not write"), lines
+        assert not out.exists() and not out.with_suffix(".json").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_of_a_checkpoint_whose_config_does_not_fit_is_refused(env, tmp_path):
+    """A checkpoint whose embedded model config does not describe its tensors would export a file that cannot be
+    loaded: export refuses it before writing anything."""
+    ckpt = torch.load(env["run"] / "checkpoints" / "latest.pt", weights_only=True)
+    ckpt["config"]["model"]["g_channels"] = 8
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    for fmt, out in (("safetensors", tmp_path / "g.safetensors"), ("pretrained", tmp_path / "pre")):
+        result = CliRunner().invoke(main, ["export", "--checkpoint", str(bad), "--format", fmt, "--out", str(out)])
+        assert result.exit_code == 1 and "do not fit" in result.output, result.output
+        assert not out.exists()
+
+
+def test_sampling_seeds_out_of_range_name_the_flag(env):
+    """`--seed` of sample/evaluate/attention/explore is checked by click against what torch takes."""
+    result = CliRunner().invoke(
+        main, ["sample", "--checkpoint", str(env["run"]), "--out", "x.png", "--seed", str(2**70)]
+    )
+    assert (
+        result.exit_code == 2
+        and "Invalid value for '--seed'" in result.output
+        and "9223372036854775807" in result.output
+    )

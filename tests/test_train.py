@@ -154,6 +154,42 @@ def test_sample_and_export(tmp_path):
     assert torch.equal(G.eval()(z, y), from_ckpt)  # the EMA generator is what gets exported
 
 
+def test_pretrained_folder_round_trip(tmp_path):
+    """export --format pretrained writes config.json + model.safetensors (the Hub layout) holding the EMA
+    generator and D; every command and the Python API load it by path, with the same weights as the run."""
+    import json
+
+    import sagan
+    from sagan.checkpoint import load_discriminator
+
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    run = only_run(tmp_path / "runs")
+    out = tmp_path / "pre"
+    run_cli(["export", "--checkpoint", str(run), "--format", "pretrained", "--out", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["format"] == "sagan-pretrained" and config["step"] == 2 and config["data"] == "shapes"
+    assert config["parts"] == ["G", "D"]
+    ckpt = load_checkpoint(run)
+    G, D = sagan.load_generator(out), load_discriminator(out)
+    for model, state in ((G, ckpt["G_ema"]), (D, ckpt["D"])):
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, state[k]), k
+    z, y = torch.randn(3, 8), torch.tensor([0, 1, 2])
+    assert torch.equal(G(z, y), load_generator(run)(z, y))
+    run_cli(["sample", "--pretrained", str(out), "--num", "16", "--out", str(tmp_path / "grid.png")])
+    run_cli(["attention", "--pretrained", str(out), "--out", str(tmp_path / "attn.png"), "--num", "1"])
+    result = CliRunner().invoke(main, ["sample", "--checkpoint", str(run), "--pretrained", str(out), "--out", "x.png"])
+    assert result.exit_code == 2 and "exactly one of --checkpoint and --pretrained" in result.output
+    result = CliRunner().invoke(main, ["sample", "--pretrained", str(tmp_path / "nope"), "--out", "x.png"])
+    assert result.exit_code == 1 and "neither a shipped pretrained name" in result.output
+    run_cli(
+        ["export", "--checkpoint", str(run), "--format", "pretrained", "--no-discriminator", "--out", str(out / "g")]
+    )
+    result = CliRunner().invoke(main, ["attention", "--pretrained", str(out / "g"), "--out", str(tmp_path / "a.png")])
+    assert result.exit_code == 1 and "holds no discriminator" in result.output
+
+
 def _env():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "src"), env.get("PYTHONPATH", "")])
@@ -289,6 +325,36 @@ def test_exploding_losses_are_reported(tmp_path):
     run_cli(tiny_args(tmp_path / "runs", steps=3, extra=["--set", "lr_d=1e3"]))
     log_text = (only_run(tmp_path / "runs") / "log.txt").read_text()
     assert "above 100 in magnitude: training may be diverging" in log_text
+
+
+def test_exploding_losses_stop_the_run_and_keep_the_last_healthy_checkpoint(tmp_path):
+    """Finite but exploding losses (lr_d 1e3) write no checkpoint while they last, and after explode_patience
+    log rows in a row the run stops as diverged, naming the last healthy checkpoint, which is what is on disk."""
+    run_cli(tiny_args(tmp_path / "runs", steps=4))
+    run = only_run(tmp_path / "runs")
+    args = ["train", "--resume", str(run), "--steps", "30", "--set", "lr_d=1e3", "--set", "checkpoint_every=1"]
+    result = CliRunner().invoke(main, [*args, "--set", "explode_patience=3"])
+    assert result.exit_code == 1
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert "above 100 in magnitude for 3 log rows in a row" in line and "explode_patience 3" in line
+    saved = load_checkpoint(run)["step"]
+    assert f"latest.pt (step {saved})" in line
+    rows = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    assert all(abs(rows[saved][k]) <= 100 for k in ("loss_d", "loss_g", "d_real", "d_fake"))  # a healthy state
+    assert saved < max(rows)  # the exploding steps after it were not saved
+
+
+def test_resuming_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    run = only_run(tmp_path / "runs")
+    ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    key = next(k for k, v in ckpt["G"].items() if v.is_floating_point())
+    ckpt["G"][key] = torch.full_like(ckpt["G"][key], float("nan"))
+    torch.save(ckpt, run / "checkpoints" / "latest.pt")
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--steps", "4"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "has non-finite weights: the run had diverged" in lines[-1]
+    assert "last good checkpoint" not in result.output
 
 
 @pytest.mark.parametrize(

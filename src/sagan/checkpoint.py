@@ -22,9 +22,16 @@ SIDECAR_FORMAT = "sagan-generator"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, rename over `path`, fsync the folder."""
+    """torch.save to a temporary file beside `path`, fsync, rename over `path`, fsync the folder.
+
+    A failed write (a full disk: torch raises RuntimeError "[enforce fail at inline_container.cc] ... file write
+    failed") becomes an OSError naming the file; the old file stays as it was.
+    """
     with atomic_output(path, overwrite=True) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            raise OSError(f"could not write {path} (disk full?): {_first_line(e)}") from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -52,9 +59,41 @@ def load_checkpoint(path: str | Path) -> dict:
     config = ckpt.get("config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict) or not all(k in ckpt for k in ("G", "D", "step")) or "model" not in config:
         raise SaganError(f"{p} is not a sagan training checkpoint")
-    if ckpt.get("version", 0) > FORMAT_VERSION:
-        raise SaganError(f"{p} was written by a newer sagan (format {ckpt['version']} > {FORMAT_VERSION})")
+    if not isinstance(ckpt.get("version", 0), int) or ckpt.get("version", 0) > FORMAT_VERSION:
+        raise SaganError(f"{p} was written by a newer sagan (format {ckpt['version']!r} > {FORMAT_VERSION})")
+    bad = [k for k in ("G", "D") if not isinstance(ckpt[k], dict)]
+    bad += [] if isinstance(config["model"], dict) else ["config.model"]
+    bad += [] if isinstance(ckpt["step"], int) and ckpt["step"] >= 0 else ["step"]
+    if bad:
+        raise SaganError(f"{p} is a damaged sagan checkpoint: {', '.join(bad)} missing or of the wrong type")
     return ckpt
+
+
+# What resuming needs beyond what sampling needs: the optimisers, grad scalers, RNG states and train config.
+RESUME_PARTS = ("opt_G", "opt_D", "scaler_G", "scaler_D", "rng")
+
+
+def check_resumable(ckpt: dict, path: str | Path) -> None:
+    """SaganError unless a loaded checkpoint holds everything `sagan train --resume` restores."""
+    missing = [k for k in RESUME_PARTS if k not in ckpt]
+    missing += [] if isinstance(ckpt["config"].get("train"), dict) else ["config.train"]
+    opts = [k for k in ("opt_G", "opt_D") if k in ckpt and not _is_optimizer_state(ckpt[k])]
+    rng = ckpt.get("rng")
+    rng_ok = (
+        isinstance(rng, list) and rng and all(isinstance(r, dict) and torch.is_tensor(r.get("generator")) for r in rng)
+    )
+    broken = opts + ([] if "rng" not in ckpt or rng_ok else ["rng"])
+    if missing or broken:
+        what = ", ".join(missing + broken)
+        raise SaganError(f"{path} cannot be resumed: {what} missing or damaged (sample or export it instead)")
+    if ckpt["config"]["model"] and ckpt.get("G_ema") is None and ckpt["config"]["train"].get("use_ema", True):
+        raise SaganError(f"{path} cannot be resumed: its run keeps an EMA generator but G_ema is missing")
+
+
+def _is_optimizer_state(state) -> bool:
+    return (
+        isinstance(state, dict) and isinstance(state.get("state"), dict) and isinstance(state.get("param_groups"), list)
+    )
 
 
 def run_folder_of(path: str | Path, ckpt: dict) -> Path | None:
@@ -137,8 +176,6 @@ def export_generator(checkpoint: str | Path, out: str | Path, overwrite: bool = 
 
     Existing files are replaced only with `overwrite`, and the JSON only if it is itself an export's config.
     """
-    from safetensors.torch import save_file
-
     out = Path(out).expanduser()
     if out.suffix != ".safetensors":
         raise SaganError(f"export path must end in .safetensors, got {out}")
@@ -149,10 +186,36 @@ def export_generator(checkpoint: str | Path, out: str | Path, overwrite: bool = 
     state = _generator_state(ckpt)
     _check_finite(state, resolve_checkpoint_path(checkpoint))
     meta = {"format": SIDECAR_FORMAT, "model": ckpt["config"]["model"], "step": ckpt["step"]}
+    _check_config_fits(ckpt["config"]["model"], state, resolve_checkpoint_path(checkpoint))
     with atomic_output(out, overwrite) as tmp:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": SIDECAR_FORMAT})
+        save_safetensors({k: v.contiguous() for k, v in state.items()}, tmp, {"format": SIDECAR_FORMAT})
         write_text(config_path, json.dumps(meta, indent=2), overwrite, may_replace=_is_sidecar)
     return out, config_path
+
+
+def save_safetensors(tensors: dict, path: Path, metadata: dict) -> None:
+    """safetensors' save_file, with its write errors (full disk, no permission) as an OSError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except (SafetensorError, RuntimeError) as e:
+        raise OSError(f"could not write {path}: {_first_line(e)}") from None
+
+
+def _check_config_fits(model_cfg, state: dict, source: Path, cls=None) -> None:
+    """SaganError unless `state` loads into the model `model_cfg` describes (checked on the meta device, before
+    anything is written: an export of a checkpoint whose config and tensors disagree could never be loaded)."""
+    from sagan.config import ModelConfig, from_dict
+    from sagan.models import Generator
+
+    try:
+        with torch.device("meta"):
+            expected = (cls or Generator)(from_dict(ModelConfig, model_cfg)).state_dict()
+    except (ValueError, TypeError) as e:
+        raise SaganError(f"{source}: bad model config: {e}") from None
+    check_state_fits(expected, state, source)
 
 
 def _build(cls, model_cfg, state: dict, source: Path):
@@ -162,10 +225,22 @@ def _build(cls, model_cfg, state: dict, source: Path):
     if not isinstance(model_cfg, dict):
         raise SaganError(f"{source}: the model config is missing or not a JSON object")
     try:
-        model = cls(from_dict(ModelConfig, model_cfg))
+        cfg = from_dict(ModelConfig, model_cfg)
+        with torch.device("meta"):  # shapes only: a config that asks for 100 GB allocates nothing here
+            expected = cls(cfg).state_dict()
     except ValueError as e:
         raise SaganError(f"{source}: bad model config: {e}") from None
-    expected = model.state_dict()
+    check_state_fits(expected, state, source)
+    _check_finite(state, source)
+    model = cls(cfg)
+    model.load_state_dict(state)
+    return model
+
+
+def check_state_fits(expected: dict, state: dict, source) -> None:
+    """SaganError unless `state` has exactly the keys of `expected`, each tensor of the same shape."""
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise SaganError(f"{source}: the weights are not a dict of tensors")
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
@@ -174,20 +249,56 @@ def _build(cls, model_cfg, state: dict, source: Path):
             f"{source}: the weights do not fit the model config ({len(missing)} missing, {len(unexpected)} "
             f"unexpected, {len(wrong)} of another shape, e.g. {example})"
         )
+
+
+def export_pretrained(checkpoint: str | Path, out: str | Path, with_discriminator: bool = True) -> Path:
+    """Write a checkpoint's EMA generator (and D) as a pretrained folder (`sagan.pretrained`), new or empty."""
+    from sagan.pretrained import save_pretrained
+
+    ckpt = load_checkpoint(checkpoint)
+    source = resolve_checkpoint_path(checkpoint)
+    state = _generator_state(ckpt)
     _check_finite(state, source)
-    model.load_state_dict(state)
-    return model
+    D = ckpt["D"] if with_discriminator else None
+    if D is not None:
+        _check_finite(D, source)
+    from sagan.models import Discriminator
+
+    _check_config_fits(ckpt["config"]["model"], state, source)
+    if D is not None:
+        _check_config_fits(ckpt["config"]["model"], D, source, Discriminator)
+    config = ckpt["config"]
+    info = {"step": ckpt["step"], "preset": config.get("preset"), "data": config.get("train", {}).get("data")}
+    return save_pretrained(out, config["model"], state, D, info)
+
+
+def is_pretrained(path: str | Path) -> bool:
+    """True for a shipped pretrained name or a pretrained folder (config.json + model.safetensors)."""
+    from sagan.pretrained import SHIPPED, is_pretrained_folder
+
+    return str(path) in SHIPPED or is_pretrained_folder(path)
+
+
+def _load_pretrained(cls, path: str | Path, part: str):
+    from sagan.pretrained import read_pretrained, resolve_pretrained
+
+    folder = resolve_pretrained(path)
+    model_cfg, state, _ = read_pretrained(folder, part)
+    return _build(cls, model_cfg, state, folder)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu"):
-    """A Generator in eval mode from a checkpoint / run folder (its G_ema) or an exported .safetensors file.
+    """A Generator in eval mode from a checkpoint / run folder (its G_ema), an exported .safetensors file, a
+    pretrained folder, or the name of a generator shipped with sagan (e.g. "fashion-mnist").
 
     Safetensors files need their config JSON beside them (same name, .json); no pickle is involved.
     """
     from sagan.models import Generator
 
     p = Path(path).expanduser()
-    if p.suffix == ".safetensors":
+    if is_pretrained(path):
+        G = _load_pretrained(Generator, path, "G")
+    elif p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -210,8 +321,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu"):
 
 
 def load_discriminator(path: str | Path, device: str | torch.device = "cpu"):
-    """The Discriminator of a training checkpoint (or run folder), in eval mode."""
+    """The Discriminator of a training checkpoint, run folder or pretrained folder (or shipped name), in eval mode."""
     from sagan.models import Discriminator
 
+    if is_pretrained(path):
+        return _load_pretrained(Discriminator, path, "D").to(device).eval()
     ckpt = load_checkpoint(path)
     return _build(Discriminator, ckpt["config"]["model"], ckpt["D"], resolve_checkpoint_path(path)).to(device).eval()

@@ -33,15 +33,25 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as e:
-            if _debug(ctx) or not (isinstance(e, USER_ERRORS) or type(e).__name__ == "OutOfMemoryError"):
+            if _debug(ctx) or not (isinstance(e, USER_ERRORS) or _out_of_memory(e)):
                 raise  # a bug: the traceback is what a report needs
             message = " ".join(str(e).split()) or type(e).__name__  # one line
-            if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
-                message = f"out of memory; lower --batch-size (or use --amp bf16 on a GPU): {message[:200]}"
+            if _out_of_memory(e):
+                message = f"out of memory; lower --batch-size or --num (or use --amp bf16 on a GPU): {message[:200]}"
             filename = getattr(e, "filename", None)
             if filename and str(filename) not in message:
                 message += f": {filename}"
             raise click.ClickException(message) from None
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, and the CPU allocator's RuntimeError (torch raises that
+    for a tensor it cannot allocate: "DefaultCPUAllocator: can't allocate memory")."""
+    if type(e).__name__ == "OutOfMemoryError" or isinstance(e, MemoryError):  # without importing torch here
+        return True
+    return isinstance(e, RuntimeError) and any(
+        s in str(e) for s in ("DefaultCPUAllocator: can't allocate memory", "not enough memory")
+    )
 
 
 def _setup_logging() -> None:
@@ -51,7 +61,24 @@ def _setup_logging() -> None:
     )
 
 
+SEED = click.IntRange(0, 2**63 - 1)  # what torch.Generator.manual_seed takes
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace --out if it exists (never a folder).")
+_pretrained = click.option(
+    "--pretrained",
+    default=None,
+    help="A generator shipped with sagan (fashion-mnist) or a pretrained folder, instead of --checkpoint.",
+)
+
+
+def _source(checkpoint: str | None, pretrained: str | None) -> str:
+    """The one model source given: --checkpoint or --pretrained (a shipped name or a pretrained folder)."""
+    if (checkpoint is None) == (pretrained is None):
+        raise click.UsageError("give exactly one of --checkpoint and --pretrained")
+    if pretrained is not None:
+        from sagan.pretrained import resolve_pretrained
+
+        return str(resolve_pretrained(pretrained))
+    return checkpoint
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -138,9 +165,10 @@ def train(preset, channels, download, unconditional, resume, force, sets, dry_ru
     flags["unconditional"] = True if unconditional else None
     ckpt, run_dir = None, None
     if resume:
-        from sagan.checkpoint import load_checkpoint, run_folder_of
+        from sagan.checkpoint import check_resumable, load_checkpoint, run_folder_of
 
         ckpt = load_checkpoint(resume)
+        check_resumable(ckpt, resume)
         run_dir = run_folder_of(resume, ckpt)
     resolved = resolve(preset, flags, sets, resume=ckpt, force=force)
     if dry_run:
@@ -157,16 +185,24 @@ def train(preset, channels, download, unconditional, resume, force, sets, dry_ru
 
 
 @main.command()
-@click.option("--checkpoint", required=True, help="Run folder, checkpoint .pt, or exported .safetensors.")
+@click.option(
+    "--checkpoint", default=None, help="Run folder, checkpoint .pt, exported .safetensors or pretrained folder."
+)
+@_pretrained
 @click.option("--num", type=click.IntRange(min=1), default=64, help="Number of images.")
 @click.option("--out", required=True, help="A .png path for one grid, else a folder of PNGs.")
 @click.option("--class", "class_id", type=int, default=None, help="Class of every image.  [default: balanced]")
-@click.option("--seed", type=int, default=0, help="Seed of the noise.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the noise.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Images per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace a grid PNG at --out (a folder must be new or empty).")
-def sample(checkpoint, num, out, class_id, seed, device, batch_size, overwrite) -> None:
-    """Draw images from a trained generator (the EMA copy when the run kept one)."""
+def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size, overwrite) -> None:
+    """Draw images from a trained generator (the EMA copy when the run kept one).
+
+    A .png --out gets one grid (one class per row for a conditional model); any other --out is a new folder of
+    numbered PNGs. `sagan sample --pretrained fashion-mnist --out grid.png` needs no training and no network.
+    """
+    checkpoint = _source(checkpoint, pretrained)
     from sagan.checkpoint import load_generator
     from sagan.distributed import resolve_device
     from sagan.files import check_folder, check_output
@@ -175,14 +211,18 @@ def sample(checkpoint, num, out, class_id, seed, device, batch_size, overwrite) 
     grid = out.lower().endswith(".png")
     check_output(out, overwrite) if grid else check_folder(out)  # before any work
     G = load_generator(checkpoint, resolve_device(device))
-    y = make_labels(num, G.cfg.num_classes, class_id)
+    per_row = 8 if grid and class_id is None and G.cfg.num_classes else 0
+    y = make_labels(num, G.cfg.num_classes, class_id, per_row=per_row)
     images = generate(G, fixed_noise(num, G.cfg.z_dim, seed), y, batch_size)
     path = save_grid(images, out, overwrite=overwrite) if grid else save_folder(images, out, y)
     click.echo(f"wrote {num} images to {path}")
 
 
 @main.command()
-@click.option("--checkpoint", default=None, help="Run folder, checkpoint .pt or exported .safetensors to sample from.")
+@click.option(
+    "--checkpoint", default=None, help="Run folder, checkpoint .pt, exported .safetensors or pretrained folder."
+)
+@_pretrained
 @click.option("--fake", default=None, help="A folder of generated images instead of --checkpoint.")
 @click.option("--data", default=None, help="Reference dataset (as for train).  [default: the checkpoint's]")
 @click.option("--data-root", default="", help="Folder of torchvision datasets.  [default: $SAGAN_DATA_ROOT]")
@@ -203,12 +243,13 @@ def sample(checkpoint, num, out, class_id, seed, device, batch_size, overwrite) 
     default=None,
     help="Real-image resolution.  [default: the model's, or with --fake the images']",
 )
-@click.option("--seed", type=int, default=0, help="Seed of the noise and of the real subset.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the noise and of the real subset.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", default=None, help="Also write the JSON to this file.")
 @_overwrite
 def evaluate(
     checkpoint,
+    pretrained,
     fake,
     data,
     data_root,
@@ -229,8 +270,10 @@ def evaluate(
     from sagan.metrics.evaluate import parse_metrics
     from sagan.metrics.inception import Inception
 
+    if pretrained is not None:
+        checkpoint = _source(checkpoint, pretrained)
     if (checkpoint is None) == (fake is None):
-        raise click.UsageError("give exactly one of --checkpoint and --fake")
+        raise click.UsageError("give exactly one of --checkpoint (or --pretrained) and --fake")
     if out:
         from sagan.files import check_output
 
@@ -265,12 +308,23 @@ def evaluate(
 
 def _checkpoint_data(checkpoint: str) -> tuple[str, str]:
     """The dataset and data root a checkpoint was trained on (exported generators do not record them)."""
+    from sagan.checkpoint import is_pretrained
+
+    if is_pretrained(checkpoint):
+        from sagan.pretrained import read_pretrained, resolve_pretrained
+
+        data = read_pretrained(resolve_pretrained(checkpoint), "G")[2].get("data")
+        if not isinstance(data, str):
+            raise click.UsageError("this pretrained folder does not record its dataset: give --data")
+        return data, ""
     if str(checkpoint).endswith(".safetensors"):
         raise click.UsageError("an exported generator does not record its dataset: give --data")
     from sagan.checkpoint import load_checkpoint
 
-    train = load_checkpoint(checkpoint)["config"]["train"]
-    return train["data"], train["data_root"]
+    train = load_checkpoint(checkpoint)["config"].get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("data"), str):
+        raise SaganError(f"{checkpoint} does not record its dataset (no train config): give --data")
+    return train["data"], str(train.get("data_root") or "")
 
 
 def _parse_queries(text: str | None, resolution: int, count: int) -> list[tuple[int, int]]:
@@ -292,7 +346,9 @@ def _models_for_attention(checkpoint: str, device: str):
     from sagan.distributed import resolve_device
 
     if str(checkpoint).endswith(".safetensors"):
-        raise ValueError("attention views need D too: give a run folder or training checkpoint, not an export")
+        raise ValueError(
+            "attention views need D too: give a run folder, training checkpoint or pretrained folder, not an export"
+        )
     dev = resolve_device(device)
     G = load_generator(checkpoint, dev)
     if not G.attention_layers():
@@ -301,18 +357,20 @@ def _models_for_attention(checkpoint: str, device: str):
 
 
 @main.command()
-@click.option("--checkpoint", required=True, help="Run folder or training checkpoint .pt.")
+@click.option("--checkpoint", default=None, help="Run folder, training checkpoint .pt or pretrained folder.")
+@_pretrained
 @click.option("--out", required=True, help="Output PNG.")
 @click.option("--num", type=click.IntRange(1, 16), default=4, help="Generated images (one row each).")
-@click.option("--seed", type=int, default=0, help="Seed of the noise.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the noise.")
 @click.option("--class", "class_id", type=int, default=None, help="Class of every image.  [default: balanced]")
 @click.option("--layer", default=None, help="G attention layer, e.g. g32.  [default: the first]")
 @click.option("--d-layer", default=None, help="D attention layer shown beside it.  [default: the first]")
 @click.option("--queries", default=None, help="Query points 'x,y;x,y' in image pixels.  [default: 3, spread out]")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @_overwrite
-def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, device, overwrite) -> None:
+def attention(checkpoint, pretrained, out, num, seed, class_id, layer, d_layer, queries, device, overwrite) -> None:
     """Figure of where chosen query points attend, in G's and D's attention layers (the paper's Fig. 1)."""
+    checkpoint = _source(checkpoint, pretrained)
     from sagan.files import check_output
     from sagan.sampling import fixed_noise, make_labels
     from sagan.visualize import attention_figure, generate_with_attention
@@ -337,14 +395,16 @@ def attention(checkpoint, out, num, seed, class_id, layer, d_layer, queries, dev
 
 
 @main.command()
-@click.option("--checkpoint", required=True, help="Run folder or training checkpoint .pt.")
+@click.option("--checkpoint", default=None, help="Run folder, training checkpoint .pt or pretrained folder.")
+@_pretrained
 @click.option("--out", default="attention.html", help="Output HTML file.")
 @click.option("--num", type=click.IntRange(1, 256), default=16, help="Generated images embedded in the page.")
-@click.option("--seed", type=int, default=0, help="Seed of the noise.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the noise.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @_overwrite
-def explore(checkpoint, out, num, seed, device, overwrite) -> None:
+def explore(checkpoint, pretrained, out, num, seed, device, overwrite) -> None:
     """Write a self-contained HTML page to explore every attention layer's maps (works offline)."""
+    checkpoint = _source(checkpoint, pretrained)
     from sagan.explore import explore_data, write_explorer
     from sagan.files import check_output
 
@@ -355,14 +415,23 @@ def explore(checkpoint, out, num, seed, device, overwrite) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default=None, help="Output PNG.  [default: RUN_DIR/training.png, replaced each time]")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out", default=None, help="Output PNG.  [default: RUN_DIR/training.png (replaced each time); needed for several]"
+)
+@click.option("--metric", default="fid", help="Several runs: the evaluation metric to compare (prefix, e.g. fid, kid).")
 @_overwrite
-def plot(run_dir, out, overwrite) -> None:
-    """Plot losses, mean D outputs and every attention gamma over training from RUN_DIR/metrics.jsonl."""
-    from sagan.visualize import plot_training
+def plot(run_dirs, out, metric, overwrite) -> None:
+    """Plot one run's losses, mean D outputs, attention gammas and evaluations from RUN_DIR/metrics.jsonl, or, for
+    several runs, their evaluation metric against kimg and training minutes side by side."""
+    from sagan.visualize import plot_evaluations, plot_training
 
-    click.echo(f"wrote {plot_training(run_dir, out, overwrite=overwrite or out is None)}")
+    if len(run_dirs) == 1:
+        click.echo(f"wrote {plot_training(run_dirs[0], out, overwrite=overwrite or out is None)}")
+        return
+    if out is None:
+        raise click.UsageError("with several runs, give --out")
+    click.echo(f"wrote {plot_evaluations(list(run_dirs), out, metric, overwrite)}")
 
 
 @main.command()
@@ -405,10 +474,29 @@ def ablate(grid, outdir, seeds, device, sym_num, fid_num, inception_path, sets) 
 
 @main.command()
 @click.option("--checkpoint", required=True, help="Run folder or checkpoint .pt.")
-@click.option("--out", required=True, help="Output .safetensors path; the config goes beside it as .json.")
+@click.option(
+    "--out",
+    required=True,
+    help="safetensors: a .safetensors path (the config goes beside it as .json); pretrained: a new or empty folder.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["safetensors", "pretrained"]),
+    default="safetensors",
+    help="safetensors: the EMA generator and a .json sidecar; pretrained: a folder with config.json and "
+    "model.safetensors (EMA generator and D), the Hugging Face Hub layout.",
+)
+@click.option("--no-discriminator", is_flag=True, help="pretrained: leave D out (attention views then need D).")
 @_overwrite
-def export(checkpoint, out, overwrite) -> None:
-    """Write the EMA generator as safetensors plus its config JSON (loadable with no pickle)."""
+def export(checkpoint, out, fmt, no_discriminator, overwrite) -> None:
+    """Write the EMA generator (loadable with no pickle) as safetensors or as a pretrained folder."""
+    if fmt == "pretrained":
+        from sagan.checkpoint import export_pretrained
+
+        folder = export_pretrained(checkpoint, out, with_discriminator=not no_discriminator)
+        click.echo(f"wrote {folder}")
+        return
     from sagan.checkpoint import export_generator
 
     weights, config = export_generator(checkpoint, out, overwrite)

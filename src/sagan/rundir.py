@@ -7,15 +7,22 @@ runs/00012-cifar10/
     metrics.jsonl          one JSON row per log step and per evaluation
     tensorboard/           the same scalars for `tensorboard --logdir runs`
     log.txt                the log
+    .lock                  held (flock) by the process training in the folder; holds its PID
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
-from sagan.files import fsync_dir, write_text
+from sagan.files import SaganError, fsync_dir, write_text
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs there are not locked
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +107,39 @@ class FileLog:
     def __exit__(self, *exc) -> None:
         logging.getLogger("sagan").removeHandler(self.handler)
         self.handler.close()
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the life of a run: a second `sagan train --resume` of the same folder
+    fails at once, naming the PID of the process that holds it. The lock is an flock on RUN/.lock, so it goes
+    away with its process however that ends (a crash leaves no stale lock)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self.file = None
+
+    def acquire(self) -> RunLock:
+        if fcntl is None:
+            return self
+        f = open(self.path, "a+")  # noqa: SIM115  (held open until release)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise SaganError(
+                f"{self.path.parent} is in use by another sagan process (PID {holder}); wait for it to end or stop it"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self.file = f
+        return self
+
+    def release(self) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None

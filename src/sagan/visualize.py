@@ -143,20 +143,82 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None, overwrite:
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
     from sagan.rundir import read_metrics
 
-    rows = [r for r in read_metrics(path) if "loss_d" in r]
+    all_rows = read_metrics(path)
+    rows = [r for r in all_rows if "loss_d" in r]
     if not rows:
         raise ValueError(f"{path} has no training rows yet")
     steps = [r["step"] for r in rows]
-    fig, (ax_loss, ax_d, ax_gamma) = plt.subplots(1, 3, figsize=(15, 4))
+    evals = _eval_curves(all_rows)
+    fig, axes = plt.subplots(1, 4 if evals else 3, figsize=(20 if evals else 15, 4))
+    ax_loss, ax_d, ax_gamma = axes[:3]
     for key in ("loss_d", "loss_g"):
-        ax_loss.plot(steps, [r[key] for r in rows], label=key)
+        ax_loss.plot(steps, [r.get(key, float("nan")) for r in rows], label=key)
     for key in ("d_real", "d_fake"):
-        ax_d.plot(steps, [r[key] for r in rows], label=key)
+        ax_d.plot(steps, [r.get(key, float("nan")) for r in rows], label=key)
     for key in sorted(k for k in rows[-1] if k.startswith("gamma/")):
         ax_gamma.plot(steps, [r.get(key, float("nan")) for r in rows], label=key.split("/", 1)[1])
     ax_gamma.axhline(0, color="grey", lw=0.5)
-    for ax, title in ((ax_loss, "losses"), (ax_d, "mean D output"), (ax_gamma, "attention gamma")):
+    panels = [(ax_loss, "losses"), (ax_d, "mean D output"), (ax_gamma, "attention gamma")]
+    if evals:
+        for name, points in evals.items():
+            axes[3].plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        panels.append((axes[3], "evaluation"))
+    for ax, title in panels:
         ax.set_title(title), ax.set_xlabel("step"), ax.legend(fontsize=8)
     fig.suptitle(str(run_dir.name))
     fig.tight_layout()
     return _save_figure(fig, out or run_dir / "training.png", overwrite)
+
+
+def _eval_curves(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """{metric: [(step, value), ...]} of the evaluation rows ("eval/fid1k", ...), standard deviations left out."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        for k, v in r.items():
+            if k.startswith("eval/") and not k.endswith("_std") and isinstance(v, int | float):
+                curves.setdefault(k.split("/", 1)[1], []).append((r["step"], float(v)))
+    return curves
+
+
+def eval_table(run_dir: str | Path) -> list[dict]:
+    """One row per evaluation of a run: step, kimg, training minutes (of the log row at or before it) and every
+    evaluation metric; for tables of FID against training time."""
+    from sagan.rundir import read_metrics
+
+    rows = read_metrics(Path(run_dir) / "metrics.jsonl")
+    logs = [r for r in rows if "kimg" in r]
+    out = []
+    for r in rows:
+        metrics = {k.split("/", 1)[1]: v for k, v in r.items() if k.startswith("eval/")}
+        if not metrics:
+            continue
+        before = [row for row in logs if row["step"] <= r["step"]]
+        kimg = before[-1]["kimg"] * r["step"] / before[-1]["step"] if before else float("nan")
+        minutes = before[-1].get("train_minutes", float("nan")) if before else float("nan")
+        out.append({"step": r["step"], "kimg": kimg, "train_minutes": minutes, **metrics})
+    return out
+
+
+def plot_evaluations(run_dirs: list[str | Path], out: str | Path, metric: str = "fid", overwrite: bool = False) -> Path:
+    """Compare runs: each run's first evaluation metric starting with `metric` (e.g. fid1k) against kimg and
+    against training minutes, one line per run (labelled by its folder name)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_kimg, ax_min) = plt.subplots(1, 2, figsize=(11, 4))
+    name = None
+    for run_dir in run_dirs:
+        table = eval_table(run_dir)
+        keys = sorted({k for row in table for k in row if k.startswith(metric) and not k.endswith("_std")})
+        if not keys:
+            raise ValueError(f"{run_dir} has no evaluation rows with a {metric} metric")
+        name = keys[0]
+        rows = [row for row in table if name in row]
+        for ax, x in ((ax_kimg, "kimg"), (ax_min, "train_minutes")):
+            ax.plot([row[x] for row in rows], [row[name] for row in rows], marker="o", label=Path(run_dir).name)
+    for ax, xlabel in ((ax_kimg, "kimg (thousands of real images seen)"), (ax_min, "training minutes")):
+        ax.set_xlabel(xlabel), ax.set_ylabel(name), ax.legend(fontsize=8), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save_figure(fig, out, overwrite)

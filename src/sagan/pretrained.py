@@ -1,0 +1,114 @@
+"""Pretrained folders (the Hugging Face Hub layout) and the generators shipped inside the package.
+
+A pretrained folder holds two files:
+
+    config.json        {"format": "sagan-pretrained", "version": 1, "model": {ModelConfig fields}, "step": N, ...}
+    model.safetensors  the EMA generator's tensors under "G.", and the discriminator's under "D." if included
+
+No pickle is involved in writing or reading one. `sagan export --format pretrained` writes it from a training
+checkpoint; `load_generator` / `load_discriminator` in `sagan.checkpoint` read it, by path or, for the folders
+shipped in `sagan/pretrained/`, by name (`SHIPPED`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from sagan.files import SaganError, atomic_folder
+
+FORMAT = "sagan-pretrained"
+VERSION = 1
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+SHIPPED_ROOT = Path(__file__).parent / "pretrained"
+# name -> SHA-256 of its model.safetensors, checked by the tests (and by `verify_shipped`).
+SHIPPED: dict[str, str] = {}
+
+
+def shipped_names() -> list[str]:
+    """Names of the pretrained folders in this installation."""
+    return sorted(name for name in SHIPPED if (SHIPPED_ROOT / name / WEIGHTS_NAME).is_file())
+
+
+def resolve_pretrained(name_or_path: str | Path) -> Path:
+    """The folder of a shipped name (e.g. "fashion-mnist") or a path to a pretrained folder; SaganError if none."""
+    text = str(name_or_path)
+    if text in SHIPPED:
+        folder = SHIPPED_ROOT / text
+        if not (folder / WEIGHTS_NAME).is_file():
+            raise SaganError(f"the pretrained {text!r} is not in this installation ({folder}); reinstall sagan")
+        return folder
+    folder = Path(text).expanduser()
+    if is_pretrained_folder(folder):
+        return folder
+    names = ", ".join(shipped_names()) or "none"
+    raise SaganError(f"{text!r} is neither a shipped pretrained name ({names}) nor a pretrained folder")
+
+
+def is_pretrained_folder(path: str | Path) -> bool:
+    """True for a folder holding config.json and model.safetensors (its config is checked when loading)."""
+    p = Path(path).expanduser()
+    return p.is_dir() and (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()
+
+
+def read_pretrained(folder: str | Path, part: str) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """(model config dict, state dict of `part` ("G" or "D"), whole config) of a pretrained folder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder).expanduser()
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as e:
+        raise SaganError(f"{config_path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise SaganError(f"{config_path} is not a sagan pretrained config (format {FORMAT!r})")
+    if not isinstance(config.get("version"), int) or config["version"] > VERSION:
+        raise SaganError(f"{config_path} has format version {config.get('version')!r}; this sagan reads {VERSION}")
+    try:
+        tensors = load_file(str(weights_path))
+    except SafetensorError as e:
+        raise SaganError(f"cannot read {weights_path}: {str(e).splitlines()[0][:200]}") from None
+    prefix = f"{part}."
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not state:
+        what = "generator" if part == "G" else "discriminator"
+        raise SaganError(f"{weights_path} holds no {what} (no {prefix}* tensors)")
+    return config.get("model"), state, config
+
+
+def save_pretrained(
+    out: str | Path, model: dict, generator: dict, discriminator: dict | None, info: dict | None = None
+) -> Path:
+    """Write a pretrained folder `out` (new or empty) with the generator's and optionally D's state dicts."""
+    from sagan.checkpoint import save_safetensors
+
+    tensors = {f"G.{k}": v.contiguous() for k, v in generator.items()}
+    tensors.update({f"D.{k}": v.contiguous() for k, v in (discriminator or {}).items()})
+    config = {"format": FORMAT, "version": VERSION, "model": model, **(info or {})}
+    config["parts"] = ["G", "D"] if discriminator else ["G"]
+    with atomic_folder(out) as tmp:
+        save_safetensors(tensors, tmp / WEIGHTS_NAME, {"format": FORMAT})
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(out).expanduser()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_shipped(name: str) -> Path:
+    """The shipped folder of `name` after checking its weights' SHA-256 against `SHIPPED`; SaganError if not."""
+    folder = resolve_pretrained(name)
+    digest = file_sha256(folder / WEIGHTS_NAME)
+    if digest != SHIPPED[name]:
+        raise SaganError(f"{folder / WEIGHTS_NAME} has SHA-256 {digest}, expected {SHIPPED[name]}: reinstall sagan")
+    return folder
