@@ -6,12 +6,19 @@ of another git revision measured in the same run.
                                                                 # SAGAN), batch 64: step and loop
     python benchmarks/train_step.py --quick --baseline 457ba35  # also that revision's bare step
     python benchmarks/train_step.py --device cuda               # 32/64/128 px presets x fp32/bf16/channels_last/compile
+    python benchmarks/train_step.py --presets fashion-mnist-cpu --options fp32 fp32+cl fp32+compile --threads 1 2
 
 images/s counts real images through D per second (batch x D steps / step time). The bare step runs on fixed
-random batches; the loop trains the built-in shapes data (no download; CIFAR-10 may be absent offline) at the
-model's resolution with 1 D step, and its rate is the one `sagan train` logs over the timed steps (the steps
-between two log rows, so start-up is excluded). Each case runs in its own process (benchmarks/_harness.py; a
-baseline revision in a fresh interpreter on its own source tree), in --rounds rounds; figures are medians.
+random batches; the loop is `sagan train` on the preset's own data where it is a torchvision set held in memory
+(Fashion-MNIST: needs the files, see --data-root), else on the built-in shapes data, at the model's resolution
+with 1 D step, and its rate is the one `sagan train` logs over the timed steps (the steps between two log rows,
+so start-up is excluded). Each case runs in its own process (benchmarks/_harness.py; a baseline revision in a
+fresh interpreter on its own source tree), in --rounds rounds; figures are medians.
+
+Roofline: GFLOP is one step's floating-point work as `torch.utils.flop_counter` counts it (convolutions, matrix
+products, attention; elementwise ops are not counted), GFLOP/s that work per second, and "of GEMM" its fraction
+of the machine's fp32 matrix-multiply rate (a 2048^3 matmul, measured in the same run): how close to the limit
+of the arithmetic each step runs.
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ sys.path.insert(0, os.environ.get("SAGAN_BENCH_SRC") or str(ROOT / "src"))  # a 
 import torch  # noqa: E402
 
 from _harness import measure, run_isolated  # noqa: E402
-from sagan.config import MODEL_PRESETS, ModelConfig, TrainConfig  # noqa: E402
+from sagan.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig  # noqa: E402
 
 OPTIONS = {
     "fp32": {},
     "fp32+cl": {"channels_last": True},
+    "fp32+compile": {"compile": True},
+    "fp32+cl+compile": {"channels_last": True, "compile": True},
     "bf16": {"amp": "bf16"},
     "bf16+cl": {"amp": "bf16", "channels_last": True},
     "bf16+cl+compile": {"amp": "bf16", "channels_last": True, "compile": True},
@@ -44,9 +53,15 @@ OPTIONS = {
 STEP_TRAIN = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.999, "d_steps": 1}
 
 
-def bench_step(model: dict, option: str, batch: int, device: str, steps: int, warmup: int) -> tuple[float, float]:
-    """(ms per D + G step, peak MiB) of the ModelConfig fields `model` on fixed random batches. Runs on older
-    revisions too (--baseline), which is why the model comes as a dict and not as a preset name."""
+def bench_step(
+    model: dict, option: str, batch: int, device: str, steps: int, warmup: int, threads: int = 0
+) -> tuple[float, float, float]:
+    """(ms per D + G step, peak MiB, GFLOP per step) of the ModelConfig fields `model` on fixed random batches.
+    Runs on older revisions too (--baseline), which is why the model comes as a dict and not as a preset name."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if threads:
+        torch.set_num_threads(threads)
     try:
         from sagan.trainer import Trainer
     except ImportError:  # revisions before the trainer module
@@ -63,24 +78,42 @@ def bench_step(model: dict, option: str, batch: int, device: str, steps: int, wa
         t.d_step(x, y)
         t.g_step()
 
-    return measure(step, dev, steps, warmup)
+    ms, mib = measure(step, dev, steps, warmup)
+    with FlopCounterMode(display=False) as counter:  # after timing: counting slows the step down
+        step()
+    return ms, mib, counter.get_total_flops() / 1e9
 
 
-def bench_loop(model: dict, option: str, batch: int, device: str, steps: int, warmup: int) -> tuple[float, float]:
-    """(ms per step of `sagan train`, peak MiB): shapes data, EMA, logging; the rate of the timed steps."""
+def bench_gemm(device: str, threads: int = 0, n: int = 2048) -> tuple[float, float, float]:
+    """(ms per n^3 fp32 matmul, 0, GFLOP of it): the machine's matrix-multiply rate, the roofline's ceiling."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    ms, _ = measure(lambda: torch.mm(a, b), dev, 5, 2)
+    return ms, 0.0, 2 * n**3 / 1e9
+
+
+def bench_loop(
+    model: dict, option: str, batch: int, device: str, steps: int, warmup: int, threads: int = 0, data: str = "shapes"
+) -> tuple[float, float, float]:
+    """(ms per step of `sagan train`, NaN, NaN): `data`, EMA, logging; the rate of the timed steps."""
     from sagan.config import resolve
     from sagan.train import train
 
+    if threads:
+        torch.set_num_threads(threads)
     sets = [f"{k}={v}" for k, v in OPTIONS[option].items()] + ["d_steps=1", f"log_every={steps}"]
     sets += [f"{k}={','.join(map(str, v)) if isinstance(v, list | tuple) else v}" for k, v in model.items()]
+    sets += ["eval_every=0", f"sample_every={warmup + steps}", f"checkpoint_every={warmup + steps}"]
     with tempfile.TemporaryDirectory() as tmp:
-        flags = {"data": "shapes", "batch_size": batch, "device": device, "steps": warmup + steps, "outdir": tmp}
+        flags = {"data": data, "batch_size": batch, "device": device, "steps": warmup + steps, "outdir": tmp}
         if warmup % steps:
             raise ValueError("warm-up steps must be a multiple of the timed steps (one log row each)")
         resolved = resolve("demo", flags, sets)  # the demo's training settings, `model` for the model
         run_dir = train(resolved)
         last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
-    return batch * 1000 / last["images_per_s"], float("nan")
+    return batch * 1000 / last["images_per_s"], float("nan"), float("nan")
 
 
 def _baseline_step(rev: str, case: tuple, timeout: float) -> tuple:
@@ -93,15 +126,15 @@ def _baseline_step(rev: str, case: tuple, timeout: float) -> tuple:
         try:
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return (f">{timeout:.0f}s", None, None)
+            return (f">{timeout:.0f}s", None, None, None)
     if out.returncode:
-        return (f"error: {(out.stderr.strip().splitlines() or ['?'])[-1][:80]}", None, None)
+        return (f"error: {(out.stderr.strip().splitlines() or ['?'])[-1][:80]}", None, None, None)
     return ("ok", *json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def _median(results: list[tuple]) -> tuple:
     failed = next((r for r in results if r[0] != "ok"), None)
-    return failed or ("ok", statistics.median(r[1] for r in results), max(r[2] for r in results))
+    return failed or ("ok", statistics.median(r[1] for r in results), max(r[2] for r in results), results[0][3])
 
 
 def main() -> None:
@@ -110,6 +143,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="CPU-sized: the cifar10 model only")
     ap.add_argument("--presets", nargs="+", default=None)
     ap.add_argument("--options", nargs="+", default=None, choices=list(OPTIONS))
+    ap.add_argument("--threads", nargs="+", type=int, default=[0], help="torch threads per case (0: torch's default)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=None, help="timed steps per case")
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all cases; figures are medians")
@@ -128,41 +162,59 @@ def main() -> None:
     steps = args.steps or (20 if cuda else 3)
     warmup = 3 if cuda else 1
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
+    gemm = _median([run_isolated(bench_gemm, (args.device, max(args.threads)), args.max_seconds)])
+    gemm_rate = gemm[3] / gemm[1] * 1000 if gemm[0] == "ok" else float("nan")  # GFLOP/s
     print(
         f"# training step | device {args.device} ({name}) | torch {torch.__version__} | batch {args.batch} | "
-        f"{steps} timed steps | threads {torch.get_num_threads()} | median of {args.rounds} rounds"
+        f"{steps} timed steps | threads {torch.get_num_threads()} by default | median of {args.rounds} rounds | "
+        f"fp32 GEMM {gemm_rate:.1f} GFLOP/s"
     )
-    print("| model | px | options | what | images/s | peak GiB | vs fp32 | vs bare step | vs baseline |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| model | px | options | threads | what | images/s | peak GiB | GFLOP | GFLOP/s | of GEMM | vs fp32 "
+        "| vs bare step | vs baseline |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for preset in presets:
         px = MODEL_PRESETS[preset]["resolution"]
-        cases = [(o, "step") for o in options]
-        cases += [] if args.no_loop else [(o, "loop") for o in options]
-        cases += [("fp32", f"step @ {args.baseline}")] if args.baseline else []
+        data = TRAIN_PRESETS[preset].get("data", "shapes")
+        data = data if data in ("mnist", "fashion-mnist") else "shapes"  # offline and held in memory
+        cases = [(o, n, "step") for o in options for n in args.threads]
+        cases += [] if args.no_loop else [(o, n, "loop") for o in options for n in args.threads]
+        cases += [("fp32", args.threads[0], f"step @ {args.baseline}")] if args.baseline else []
         results: dict[tuple, list] = {c: [] for c in cases}
         for _ in range(args.rounds):
-            for option, what in cases:
+            for option, threads, what in cases:
+                # In the loop the data decides the classes (shapes has 4).
                 model = {k: v for k, v in MODEL_PRESETS[preset].items() if k != "num_classes" or what != "loop"}
-                case = (model, option, args.batch, args.device, steps, warmup if what != "loop" else steps)
                 if what == "step":
+                    case = (model, option, args.batch, args.device, steps, warmup, threads)
                     r = run_isolated(bench_step, case, args.max_seconds)
                 elif what == "loop":
+                    case = (model, option, args.batch, args.device, steps, steps, threads, data)
                     r = run_isolated(bench_loop, case, args.max_seconds)
                 else:
+                    case = (model, option, args.batch, args.device, steps, warmup, threads)
                     r = _baseline_step(args.baseline, case, args.max_seconds)
-                results[(option, what)].append(r)
+                results[(option, threads, what)].append(r)
         rows = {c: _median(r) for c, r in results.items()}
-        for (option, what), (status, ms, mib) in rows.items():
-            head = f"| {preset} | {px} | {option} | {what}"
+        for (option, threads, what), row in rows.items():
+            status, ms, mib, gflop = (tuple(row) + (None,) * 4)[:4]
+            head = f"| {preset} | {px} | {option} | {threads or 'default'} | {what}"
             if status != "ok":
-                print(f"{head} | {status} | | | | |", flush=True)
+                print(f"{head} | {status} | | | | | | | |", flush=True)
                 continue
-            fp32 = rows.get(("fp32", what)) if option != "fp32" else None
-            bare = rows.get((option, "step")) if what == "loop" else None
-            base = rows.get(("fp32", f"step @ {args.baseline}")) if what == "step" else None
+            fp32 = rows.get(("fp32", threads, what)) if option != "fp32" else None
+            bare = rows.get((option, threads, "step")) if what == "loop" else None
+            base = rows.get(("fp32", threads, f"step @ {args.baseline}")) if what == "step" else None
             mem = "-" if mib != mib else f"{mib / 1024:.2f}"  # NaN: not measured (the loop)
+            flops = (bare or row)[3] if what == "loop" else gflop  # the loop does the bare step's work
+            roof = (
+                "- | - | -"
+                if flops is None or flops != flops
+                else (f"{flops:.1f} | {flops / ms * 1000:.1f} | {flops / ms * 1000 / gemm_rate:.0%}")
+            )
             ratios = " | ".join(_speedup(other, ms) for other in (fp32, bare, base))
-            print(f"{head} | {args.batch * 1000 / ms:.2f} | {mem} | {ratios} |", flush=True)
+            print(f"{head} | {args.batch * 1000 / ms:.2f} | {mem} | {roof} | {ratios} |", flush=True)
 
 
 def _speedup(other: tuple | None, ms: float) -> str:
