@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 SHARED_DATA = Path(os.environ.get("SAGAN_SHARED_DATA") or Path.home() / ".cache" / "sagan-shared-data")
 REQUIRE_SHARED_DATA = os.environ.get("SAGAN_REQUIRE_SHARED_DATA", "") not in ("", "0")
@@ -67,3 +68,17 @@ def inception_torchscript():
     if not path.is_file():
         missing_data(f"FID Inception weights not found at {path}; run ../shared/data/fetch.sh or set SAGAN_SHARED_DATA")
     return path
+
+
+def run_cli(args):
+    """Invoke the CLI in-process and require exit status 0."""
+    from sagan.cli import main
+
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def only_run(outdir) -> Path:
+    (run,) = Path(outdir).iterdir()
+    return run

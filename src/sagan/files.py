@@ -15,13 +15,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-
-class SaganError(Exception):
-    """An error the user can act on (bad input, unusable file, diverged run); the CLI prints it as one line."""
-
-
-class DivergedError(SaganError):
-    """Training produced non-finite losses or weights."""
+from sagan.errors import DivergedError, SaganError  # noqa: F401  (re-exported: older imports)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -17,7 +17,8 @@ import logging
 import os
 from pathlib import Path
 
-from sagan.files import SaganError, fsync_dir, write_text
+from sagan.errors import SaganError
+from sagan.files import fsync_dir, write_text
 
 try:
     import fcntl
@@ -75,14 +76,17 @@ class MetricsLog:
     """Appends rows to metrics.jsonl and the same scalars to TensorBoard (events past `start_step` are purged)."""
 
     def __init__(self, run_dir: Path, start_step: int = 0) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.path = run_dir / "metrics.jsonl"
+        self.path, self.run_dir, self.start_step = run_dir / "metrics.jsonl", run_dir, start_step
         trim_metrics(self.path, start_step)
-        # purge_step drops events a crashed run logged past the checkpoint it resumes from.
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+        self.writer = None  # opened with the first row: a run that fails before it leaves no events file
 
     def write(self, row: dict) -> None:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a crashed run logged past the checkpoint it resumes from.
+            purge = self.start_step + 1 if self.start_step else None
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         for k, v in row.items():
@@ -90,7 +94,8 @@ class MetricsLog:
                 self.writer.add_scalar(k if "/" in k else f"train/{k}", v, row["step"])
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class FileLog:

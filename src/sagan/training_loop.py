@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +28,8 @@ from torch.utils.data import DataLoader
 from sagan import distributed as dist_utils
 from sagan.checkpoint import FORMAT_VERSION, prune_snapshots, rng_state, save_atomic
 from sagan.config import RESUME_APPLIED, RESUME_BREAKING, Resolved
-from sagan.data import InfiniteSampler, TensorImages, load_dataset
-from sagan.files import DivergedError, SaganError
+from sagan.data import TORCHVISION, InfiniteSampler, TensorImages, load_dataset, scan_image_folder
+from sagan.errors import DivergedError, SaganError
 from sagan.rundir import FileLog, MetricsLog, RunLock, create_run_dir, write_config
 from sagan.sampling import fixed_noise, generate, make_labels, save_grid
 from sagan.trainer import Trainer
@@ -68,23 +69,33 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
 
 
-def make_loader(resolved: Resolved, info, device: torch.device, consumed: int):
+def make_loader(resolved: Resolved, dist, device: torch.device, consumed: int):
     """Endless (x, y) batches for this rank, starting after the `consumed` images it has already used.
 
     A dataset held in memory (`TensorImages`: the torchvision sets) moves to `device` and is batched by indexing;
     others go through a DataLoader. Both follow the same `InfiniteSampler` stream, so they give the same batches.
     """
     cfg, mc = resolved.train, resolved.model
-    dataset = load_dataset(cfg.data, mc.resolution, mc.img_channels, cfg.data_root, cfg.download, seed=cfg.seed)
-    if len(dataset) < cfg.batch_size * info.world_size:
-        raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch of all processes")
-    sampler = InfiniteSampler(len(dataset), info.rank, info.world_size, cfg.seed, start=consumed)
+    scan = None
+    if dist.enabled and cfg.data not in TORCHVISION and cfg.data != "shapes":  # rank 0 decodes the folder once
+        scan = dist_utils.all_gather_objects(scan_image_folder(cfg.data) if dist.is_main else None, dist)[0]
+    dataset = load_dataset(
+        cfg.data, mc.resolution, mc.img_channels, cfg.data_root, cfg.download, seed=cfg.seed, scan=scan
+    )
+    if len(dataset) < cfg.batch_size:
+        raise ValueError(f"dataset has {len(dataset)} images, fewer than one (global) batch")
+    if cfg.batch_size % dist.world_size:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} (the global batch) does not divide over {dist.world_size} processes"
+        )
+    local = cfg.batch_size // dist.world_size
+    sampler = InfiniteSampler(len(dataset), dist.rank, dist.world_size, cfg.seed, start=consumed)
     if isinstance(dataset, TensorImages):
-        return memory_batches(dataset.to(device), sampler, cfg.batch_size)
+        return memory_batches(dataset.to(device), sampler, local)
     workers = cfg.num_workers if cfg.num_workers >= 0 else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0)
     return DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
+        batch_size=local,
         sampler=sampler,
         num_workers=workers,
         pin_memory=device.type == "cuda",
@@ -109,11 +120,27 @@ def train(resolved: Resolved, resume: dict | None = None, run_dir: Path | None =
     new run folder to create (None: the next free OUTDIR/NNNNN-PRESET).
     Raises DivergedError when the guard trips; a run that fails before its first checkpoint leaves no folder.
     """
-    info, device = dist_utils.init(resolved.train.device)
+    dist, device = dist_utils.init(resolved.train.device)
+    cfg = resolved.train
     try:
-        with StopRequest() as stop, Run(resolved, resume, run_dir, info, device) as run:
-            while run.done < resolved.train.steps:
-                run.step()
+        with StopRequest() as stop, Run(resolved, resume, run_dir, dist, device) as run:
+            trainer = run.trainer  # the models, optimisers and the two update steps (sagan.trainer)
+            while run.step < cfg.steps:
+                # Fetch data: d_steps batches of this rank's real images.
+                real_batches = [run.next_real_batch() for _ in range(cfg.d_steps)]
+
+                # D step: one update per real batch, on cat([real, G(z)]).
+                for x_real, y_real in real_batches:
+                    d_stats = trainer.d_step(x_real, y_real)
+
+                # G step: one update through D, D's weights frozen.
+                loss_g = trainer.g_step()
+
+                # EMA: G_ema follows G (decay 0 before ema_start_step).
+                trainer.update_ema(run.step)
+                run.finish_step(d_stats, loss_g)
+
+                # Maintenance: logs and guard, sample grids, evaluation, checkpoints; a stop request.
                 if run.maintenance(stop):
                     break
             return run.finish(stop)
@@ -121,30 +148,42 @@ def train(resolved: Resolved, resume: dict | None = None, run_dir: Path | None =
         dist_utils.shutdown()
 
 
+@dataclass
+class Due:
+    """What the maintenance after a step does (every rank computes the same, so collectives match up)."""
+
+    log: bool  # a metrics row, and the divergence guard
+    sample: bool  # a sample grid of G_ema
+    evaluate: bool  # FID etc. of G_ema (keeps best.pt)
+    snapshot: bool  # checkpoints/step-NNNNNNN.pt
+    save: bool  # checkpoints/latest.pt (also for a snapshot, an evaluation, the last step and a stop)
+    stop: bool  # a stop request (Ctrl-C / SIGTERM) that all ranks agree on
+
+
 class Run:
     """One training run's state around the Trainer: data, run folder, logs, progress, guard, checkpoints."""
 
-    def __init__(self, resolved: Resolved, resume: dict | None, run_dir: Path | None, info, device) -> None:
+    def __init__(self, resolved: Resolved, resume: dict | None, run_dir: Path | None, dist, device) -> None:
         # Everything that can fail on bad input (data, evaluator) comes before the run folder is created.
-        self.resolved, self.cfg, self.info, self.device = resolved, resolved.train, info, device
-        self.start_step = self.done = int(resume["step"]) if resume else 0
-        self.t = Trainer(resolved.model, self.cfg, device, info)
+        self.resolved, self.cfg, self.dist, self.device = resolved, resolved.train, dist, device
+        self.start_step = self.step = int(resume["step"]) if resume else 0
+        self.trainer = Trainer(resolved.model, self.cfg, device, dist)
         if resume:
-            self.t.load_state_dict(resume)
-            if not self.t.parameters_finite():  # a diverged state saved by an older version, or edited by hand
+            self.trainer.load_state_dict(resume)
+            if not self.trainer.parameters_finite():  # a diverged state saved by an older version, or edited by hand
                 raise SaganError(
                     f"the checkpoint to resume (step {self.start_step}) has non-finite weights: the run had "
                     "diverged; resume from an earlier snapshot (checkpoints/step-*.pt)"
                 )
-        self.t.wrap()
-        per_step = self.cfg.batch_size * self.cfg.d_steps
+        self.trainer.wrap()
+        per_step = self.trainer.local_batch * self.cfg.d_steps  # images of this rank per step
         self.consumed = int(resume.get("data_consumed", self.start_step * per_step)) if resume else 0
-        self.batches = iter(make_loader(resolved, info, device, self.consumed))
+        self.batches = iter(make_loader(resolved, dist, device, self.consumed))
         self.evaluator = None
-        if self.cfg.eval_every and info.is_main:
+        if self.cfg.eval_every:  # every rank evaluates its share of the images
             from sagan.metrics.evaluate import Evaluator
 
-            self.evaluator = Evaluator(self.cfg, resolved.model, device)
+            self.evaluator = Evaluator(self.cfg, resolved.model, device, dist)
         self.best_fid = float(resume.get("best_fid", math.inf)) if resume else math.inf
         self.stats = torch.zeros(len(STAT_NAMES), device=device)  # sums since the last log step, on the device
         # Training time excludes maintenance (samples, evaluation, checkpoints): `excluded` collects it per interval.
@@ -156,7 +195,7 @@ class Run:
         self.sample_y = make_labels(NUM_SAMPLES, resolved.model.num_classes, per_row=8)
         self.run_dir, self.created = (Path(run_dir) if run_dir else None), False
         self.metrics = self.file_log = self.bar = self.lock = None
-        if info.is_main:
+        if dist.is_main:
             self._open_run_dir(resume)
 
     def _open_run_dir(self, resume: dict | None) -> None:
@@ -175,15 +214,14 @@ class Run:
             raise
         try:
             (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-            write_config(self.run_dir, {**self.resolved.as_dict(), "world_size": self.info.world_size})
+            write_config(self.run_dir, {**self.resolved.as_dict(), "world_size": self.dist.world_size})
             self.file_log = FileLog(self.run_dir).__enter__()
             self.metrics = MetricsLog(self.run_dir, self.start_step)
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise
-        log.info("run folder %s (%d process(es), device %s)", self.run_dir, self.info.world_size, self.device)
-        if resume:
-            log.info("resumed from step %d", self.start_step)
+        what = f"resumed from step {self.start_step}" if resume else "new run"
+        log.info("run folder %s: %s (%d process(es), device %s)", self.run_dir, what, self.dist.world_size, self.device)
         for k, (old, new) in self.resolved.changes.items():
             important = k in RESUME_APPLIED or k in RESUME_BREAKING  # applied to the state, or forced
             log.log(logging.WARNING if important else logging.INFO, "changed on resume: %s %r -> %r", k, old, new)
@@ -210,78 +248,82 @@ class Run:
         if self.lock is not None:
             self.lock.release()
 
-    def step(self) -> None:
-        """One training step (`done` counts them): `d_steps` D updates on fresh real batches, one G update, EMA."""
-        t, cfg = self.t, self.cfg
-        for _ in range(cfg.d_steps):
-            x_real, y_real = next(self.batches)
-            x_real = x_real.to(self.device, non_blocking=True)
-            y_real = y_real.to(self.device, non_blocking=True) if self.resolved.model.num_classes else None
-            d_stats = t.d_step(x_real, y_real)
-        loss_g = t.g_step()
-        t.update_ema(self.done)
+    def next_real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's next real batch on the device: images (local_batch, C, R, R), labels or None."""
+        x_real, y_real = next(self.batches)
+        self.consumed += self.trainer.local_batch
+        x_real = x_real.to(self.device, non_blocking=True)
+        y_real = y_real.to(self.device, non_blocking=True) if self.resolved.model.num_classes else None
+        return x_real, y_real
+
+    def finish_step(self, d_stats: torch.Tensor, loss_g: torch.Tensor) -> None:
+        """Count the step and add its statistics (last D update's, and G's) to the sums since the last log row."""
         self.stats += torch.cat([d_stats, loss_g[None]])
         self.stats_n += 1
-        self.consumed += cfg.batch_size * cfg.d_steps
-        self.done += 1
+        self.step += 1
+
+    def due(self, stop: StopRequest) -> Due:
+        cfg, step = self.cfg, self.step
+        last = step == cfg.steps
+        log_row = step % cfg.log_every == 0 or last
+        stopping = stop.requested
+        if self.dist.enabled:  # ranks agree on stopping at log steps, where all of them check
+            stopping = log_row and dist_utils.any_rank(stop.requested, self.dist, self.device)
+        evaluate = bool(cfg.eval_every) and (step % cfg.eval_every == 0 or last)
+        snapshot = cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0
+        save = step % cfg.checkpoint_every == 0 or snapshot or last or stopping or evaluate
+        return Due(log_row, step % cfg.sample_every == 0 or last, evaluate, snapshot, save, stopping)
 
     def maintenance(self, stop: StopRequest) -> bool:
-        """Logs, guard, samples, evaluation and checkpoints after a step; True when the run should stop.
+        """Logs, guard, samples, evaluation and checkpoints after a step (see `Due`); True when the run should stop.
 
-        Every rank takes the same branches, so the collectives inside (guard, checkpoint) match up.
+        Every rank takes the same branches, so the collectives inside (guard, evaluation, checkpoint) match up.
         """
-        cfg, info, done = self.cfg, self.info, self.done
-        last = done == cfg.steps
-        logged = done % cfg.log_every == 0 or last
+        step, dist, trainer = self.step, self.dist, self.trainer
         if self.bar is not None:
             self.bar.update(1)
-        if logged:
-            self._log(done)
-        sampled = done % cfg.sample_every == 0 or last
-        should_stop = stop.requested
-        if info.enabled:  # ranks agree on stopping at log steps, where all of them check
-            should_stop = logged and dist_utils.any_rank(stop.requested, info, self.device)
-        evaluated = bool(cfg.eval_every) and (done % cfg.eval_every == 0 or last)
-        snapshot = cfg.snapshot_every > 0 and done % cfg.snapshot_every == 0
-        save = done % cfg.checkpoint_every == 0 or snapshot or last or should_stop or evaluated
+        due = self.due(stop)
+        if due.log:
+            self._log(step)
         t_work = time.perf_counter()
-        if sampled or evaluated or save:  # G_ema is about to be used: its own BatchNorm statistics first
-            self.t.refresh_ema_statistics()
-        if info.is_main and sampled:
-            G = self.t.G_ema if self.t.G_ema is not None else self.t.G.eval()
-            path = self.run_dir / "samples" / f"step-{done:07d}.png"
+        if due.sample or due.evaluate or due.save:  # G_ema is about to be used: its own BatchNorm statistics first
+            trainer.refresh_ema_statistics()
+        if dist.is_main and due.sample:
+            G = trainer.G_ema if trainer.G_ema is not None else trainer.G.eval()
+            path = self.run_dir / "samples" / f"step-{step:07d}.png"
             save_grid(generate(G, self.sample_z, self.sample_y), path, overwrite=True)
-            self.t.G.train()
-        if save and self.exploding_since is not None and cfg.explode_patience:
-            log.warning("step %d: no checkpoint written while losses explode; the last healthy one stays", done)
-            save = evaluated = False
-        if save and self.checked_step != done:
-            self._guard(done)  # never evaluate, keep as best, or save a diverged state
-        metrics = self._evaluate(done) if evaluated and info.is_main else None
+            trainer.G.train()
+        save, evaluate = due.save, due.evaluate
+        if save and self.exploding_since is not None and self.cfg.explode_patience:
+            log.warning("step %d: no checkpoint written while losses explode; the last healthy one stays", step)
+            save = evaluate = False
+        if save and self.checked_step != step:
+            self._guard(step)  # never evaluate, keep as best, or save a diverged state
+        metrics = self._evaluate(step) if evaluate else None  # a collective: all ranks
         if save:
-            self._save(done, snapshot, metrics)
+            self._save(step, due.snapshot, metrics)
         self.excluded += time.perf_counter() - t_work
-        return should_stop
+        return due.stop
 
     def _log(self, done: int) -> None:
         """Bring the step statistics to the host (the only sync of a log interval), check them, write a row."""
-        cfg, info = self.cfg, self.info
+        cfg, dist = self.cfg, self.dist
         means = dict(zip(STAT_NAMES, (self.stats / self.stats_n).tolist(), strict=True))  # waits for the device
         now = time.perf_counter()
         seconds = now - self.t_log - self.excluded  # training only: maintenance since the last row left out
         self.train_seconds += seconds
         self._guard(done, means)
-        images = self.stats_n * cfg.batch_size * cfg.d_steps * info.world_size
+        images = self.stats_n * cfg.batch_size * cfg.d_steps  # the global batch: all processes
         row = {
             "step": done,
-            "kimg": done * cfg.batch_size * cfg.d_steps * info.world_size / 1000,
+            "kimg": done * cfg.batch_size * cfg.d_steps / 1000,
             "loss_d": means["loss_d"],
             "loss_g": means["loss_g"],
             "d_real": means["d_real"],
             "d_fake": means["d_fake"],
-            **{f"gamma/{k}": a.gamma.item() for k, a in self.t.attn_layers.items()},
-            "lr_g": self.t.opt_G.param_groups[0]["lr"],
-            "lr_d": self.t.opt_D.param_groups[0]["lr"],
+            **{f"gamma/{k}": a.gamma.item() for k, a in self.trainer.attn_layers.items()},
+            "lr_g": self.trainer.opt_G.param_groups[0]["lr"],
+            "lr_d": self.trainer.opt_D.param_groups[0]["lr"],
             "images_per_s": images / seconds,
             "train_minutes": self.train_seconds / 60,
         }
@@ -296,7 +338,7 @@ class Run:
             self.exploding_since = self.exploding_since or done
         else:
             self.exploding_since = None
-        if info.is_main:
+        if dist.is_main:
             self.metrics.write(row)
             postfix = {"loss_d": f"{row['loss_d']:.3f}", "loss_g": f"{row['loss_g']:.3f}"}
             postfix["img_s"] = f"{row['images_per_s']:.0f}"
@@ -317,10 +359,10 @@ class Run:
             stats_ok = bool(self.stats.isfinite().all())
         else:
             stats_ok = all(math.isfinite(v) for v in means.values())
-        weights_ok = self.t.parameters_finite()
+        weights_ok = self.trainer.parameters_finite()
         bad = not (stats_ok and weights_ok)
-        if self.info.enabled:
-            bad = dist_utils.any_rank(bad, self.info, self.device)
+        if self.dist.enabled:
+            bad = dist_utils.any_rank(bad, self.dist, self.device)
         if bad:
             what = "losses" if not stats_ok else "weights" if not weights_ok else "values on another rank"
             raise DivergedError(
@@ -339,31 +381,32 @@ class Run:
         return f"the last good checkpoint is {latest} (step {self.saved_step})"
 
     def _evaluate(self, done: int) -> dict:
-        metrics = self.evaluator(self.t.G_ema if self.t.G_ema is not None else self.t.G, done)
-        self.metrics.write({"step": done, **{f"eval/{k}": v for k, v in metrics.items()}})
-        self.t.G.train()
+        metrics = self.evaluator(self.trainer.G_ema if self.trainer.G_ema is not None else self.trainer.G, done)
+        if self.dist.is_main:
+            self.metrics.write({"step": done, **{f"eval/{k}": v for k, v in metrics.items()}})
+        self.trainer.G.train()
         return metrics
 
     def _save(self, step: int, snapshot: bool, metrics: dict | None) -> None:
         """Write latest.pt (and a snapshot, best.pt); a collective on every rank. The guard has passed."""
-        info = self.info
-        rngs = dist_utils.all_gather_objects(rng_state(self.t.gen), info)
-        digests = dist_utils.all_gather_objects(dist_utils.parameter_digest(self.t.G), info)
+        dist = self.dist
+        rngs = dist_utils.all_gather_objects(rng_state(self.trainer.gen), dist)
+        digests = dist_utils.all_gather_objects(dist_utils.parameter_digest(self.trainer.G), dist)
         if len(set(digests)) > 1:  # DDP keeps replicas equal; anything else is a bug
             raise RuntimeError(f"generator weights differ across ranks at step {step}: {digests}")
-        if not info.is_main:
+        if not dist.is_main:
             return
         fid = next((v for k, v in (metrics or {}).items() if k.startswith("fid")), None)
         is_best = fid is not None and fid < self.best_fid
         self.best_fid = fid if is_best else self.best_fid
         ckpt = {
-            **self.t.state_dict(),
+            **self.trainer.state_dict(),
             "step": step,
             "data_consumed": self.consumed,
             "rng": rngs,
             "G_digests": digests,
             "config": self.resolved.as_dict(),
-            "world_size": info.world_size,
+            "world_size": dist.world_size,
             "best_fid": self.best_fid,
             "train_seconds": self.train_seconds,
             "version": FORMAT_VERSION,
@@ -379,7 +422,7 @@ class Run:
             log.info("step %d: best FID so far (%.3f), saved checkpoints/best.pt", step, fid)
 
     def finish(self, stop: StopRequest) -> Path | None:
-        if self.info.is_main:
+        if self.dist.is_main:
             if stop.requested and (self.saved_step or 0) < self.cfg.steps:
                 log.warning(
                     "stopped at step %d; checkpoint written. Resume with: sagan train --resume %s",
@@ -388,4 +431,4 @@ class Run:
                 )
             else:
                 log.info("finished %d steps; run folder %s", self.cfg.steps, self.run_dir)
-        return self.run_dir if self.info.is_main else None
+        return self.run_dir if self.dist.is_main else None
