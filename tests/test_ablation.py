@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-import sagan.train
+import sagan.training_loop
 from sagan.ablation import GRIDS, Grid, _resolve, run_grid, welch_significant
 from sagan.checkpoint import load_checkpoint
-from sagan.files import SaganError
+from sagan.errors import SaganError
 from tests.conftest import TINY_SETS
 
 TINY = Grid(
@@ -42,7 +42,7 @@ def test_grid_trains_evaluates_writes_tables_and_skips_finished_runs(tmp_path, m
     assert (out / "summary.png").stat().st_size > 1000
     assert (out / "samples.png").stat().st_size > 1000
     # A rerun trains nothing and evaluates nothing: it reads the stored results.
-    monkeypatch.setattr(sagan.train, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(sagan.training_loop, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("evaluated again"))
     assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == rows
 
@@ -62,7 +62,7 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tmp_path):
 def test_an_interrupted_run_is_resumed(tmp_path):
     out = tmp_path / "grid"
     partial = _resolve(TINY, "attn", 0, ("steps=2",), "cpu")
-    sagan.train.train(partial, run_dir=out / "attn-seed0")  # as if the grid had stopped after 2 of 4 steps
+    sagan.training_loop.train(partial, run_dir=out / "attn-seed0")  # as if the grid had stopped after 2 of 4 steps
     grid = Grid(TINY.name, TINY.description, TINY.preset, TINY.sets, {"attn": ()}, "attn")
     rows = run_grid(grid, out, seeds=[0], extra_sets=("steps=4",), device="cpu", sym_num=8, fid_num=0)
     assert rows[0]["status"] == "finished" and load_checkpoint(out / "attn-seed0")["step"] == 4
@@ -117,13 +117,13 @@ def test_a_stopped_run_is_not_recorded_as_finished(tmp_path, monkeypatch):
     import dataclasses
 
     out = tmp_path / "grid"
-    real_train = sagan.train.train
+    real_train = sagan.training_loop.train
 
     def stopped_after_one_step(resolved, resume=None, run_dir=None):  # what a stop request at step 1 leaves
         cut = dataclasses.replace(resolved, train=dataclasses.replace(resolved.train, steps=1))
         return real_train(cut, resume=resume, run_dir=run_dir)
 
-    monkeypatch.setattr(sagan.train, "train", stopped_after_one_step)
+    monkeypatch.setattr(sagan.training_loop, "train", stopped_after_one_step)
     monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("an unfinished run was evaluated"))
     assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == []
     assert not (out / "attn-seed0.json").exists() and not (out / "none-seed0").exists()

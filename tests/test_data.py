@@ -197,7 +197,7 @@ def test_memory_batches_follow_the_sampler_like_the_data_loader():
     stream (so resuming either way continues the same data order), also after a resume at `start`."""
     from torch.utils.data import DataLoader
 
-    from sagan.train import memory_batches
+    from sagan.training_loop import memory_batches
 
     torch.manual_seed(0)
     ds = TensorImages(torch.randint(0, 256, (23, 1, 4, 4), dtype=torch.uint8), torch.randint(0, 10, (23,)))
@@ -216,7 +216,7 @@ def test_hostile_processed_file_of_a_torchvision_set_is_one_line_and_never_runs(
     is refused with one line naming the folder, and its code never runs."""
     import pickle
 
-    from sagan.files import SaganError
+    from sagan.errors import SaganError
 
     marker = tmp_path / "PWNED"
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from sagan.files import DivergedError, SaganError, write_text
+from sagan.errors import DivergedError, SaganError
+from sagan.files import write_text
 
 log = logging.getLogger("sagan")
 
@@ -183,7 +184,7 @@ def _train(resolved, run_dir: Path) -> tuple[str, int]:
     """Train, resume or skip the run in `run_dir`: (status, steps trained now)."""
     from sagan.checkpoint import load_checkpoint
     from sagan.config import resolve
-    from sagan.train import train
+    from sagan.training_loop import train
 
     ckpt, start = None, 0
     if (run_dir / "checkpoints" / "latest.pt").is_file():
@@ -234,7 +235,7 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None) -> d
     from sagan.metrics.math import mirror_colour_gap, mirror_iou, symmetry_error
 
     G = load_generator(run_dir)
-    images = torch.cat([x.float() / 127.5 - 1 for x in generated_batches(G, max(sym_num, fid_num), seed=0)])
+    images = torch.cat([x.float() / 127.5 - 1 for _, x in generated_batches(G, max(sym_num, fid_num), seed=0)])
     shown = images[:sym_num]
     out = {
         "train_minutes": round(train_minutes(run_dir), 2),
@@ -256,7 +257,7 @@ def _fid(images: torch.Tensor, resolution: int, inception) -> float:
     n = len(images)
     fake = inception.features(to_uint8(images).split(50))["2048"]
     key = reference_key("shapes", "train", resolution, 3, n, 0, inception.id)
-    real = cached_features(key, lambda: inception.features(real_batches("shapes", resolution, 3, n)))
+    real = cached_features(key, lambda: inception.features(x for _, x in real_batches("shapes", resolution, 3, n)))
     return fid_from_features(fake, real["2048"])
 
 
@@ -407,7 +408,7 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
         done = sorted(r["seed"] for r in rows if r["config"] == config and r["status"] == "finished")
         if done:
             G = load_generator(outdir / grid.run_name(config, done[0]))
-            images = torch.cat(list(generated_batches(G, num, seed=0)))
+            images = torch.cat([x for _, x in generated_batches(G, num, seed=0)])
             k = max(G.cfg.num_classes, 1)
             order = sorted(range(num), key=lambda i: (i % k, i))  # classes cycle; group them
             panels.append((f"{config} (seed {done[0]})", make_grid(images[order], nrow=8, padding=2)))

@@ -159,7 +159,8 @@ class TrainConfig:
     hflip: bool = False  # random horizontal flips of real images
     outdir: str = "runs"
     steps: int = 100_000
-    batch_size: int = 64  # per process
+    batch_size: int = 64  # the global batch: split over the processes of a torchrun launch
+    sync_bn: bool = False  # under torchrun, G's BatchNorm statistics over the global batch (SyncBatchNorm2d)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     loss: str = "hinge"  # hinge | ns
@@ -168,6 +169,10 @@ class TrainConfig:
     beta1: float = 0.0
     beta2: float = 0.9
     d_steps: int = 1  # D updates per G update
+    grad_accumulation: int = 1  # micro-batches per update (batch_size / K images each; BigGAN's 2 x 128 = 256)
+    augment: str = ""  # DiffAugment policies for D's inputs, real and fake: e.g. "translation,cutout,color"
+    lecam_weight: float = 0.0  # LeCam regulariser's weight in D's loss (0: off; StudioGAN uses 0.1-0.5)
+    lecam_decay: float = 0.99  # decay of LeCam's moving averages of D's outputs
     use_ema: bool = True
     ema_decay: float = 0.9999
     ema_start_step: int = 1000  # G_ema copies G until then
@@ -199,11 +204,16 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.grad_accumulation < 1 or self.lecam_weight < 0 or not 0 <= self.lecam_decay < 1:
+            raise ValueError("grad_accumulation must be >= 1, lecam_weight >= 0 and lecam_decay in [0, 1)")
+        from sagan.augment import parse_policy
+
+        parse_policy(self.augment)
         if self.explode_patience < 0:
             raise ValueError(f"explode_patience must be >= 0, got {self.explode_patience}")
         if self.snapshot_every < 0 or self.keep_snapshots < 0 or self.eval_every < 0 or self.eval_num < 2:
             raise ValueError("snapshot_every, keep_snapshots and eval_every must be >= 0, eval_num >= 2")
-        if not 0 <= self.seed < 2**32:  # the trainer derives generator seeds from it (seed * 1000 + rank)
+        if not 0 <= self.seed < 2**32:  # the trainer seeds from it (and from seed + 7919 * step on a reseed)
             raise ValueError(f"seed (--seed) must be in [0, 2**32), got {self.seed}")
         if self.eval_split not in ("train", "test"):
             raise ValueError(f"eval_split must be 'train' or 'test', got {self.eval_split!r}")
@@ -404,7 +414,10 @@ assert set(TRAIN_PRESETS) == set(MODEL_PRESETS)
 #   not what an uninterrupted run would have done, so resume refuses unless forced;
 # - RESUME_APPLIED hyper-parameters are applied to the restored optimisers and EMA (and logged);
 # the rest (steps, intervals, evaluation, device, workers, paths) are bookkeeping and change freely.
-RESUME_BREAKING = ("data", "batch_size", "d_steps", "seed", "hflip", "loss", "use_ema", "amp")
+RESUME_BREAKING = (
+    "data", "batch_size", "d_steps", "seed", "hflip", "loss", "use_ema", "amp", "sync_bn", "grad_accumulation",
+    "augment", "lecam_weight", "lecam_decay",
+)  # fmt: skip
 RESUME_APPLIED = ("lr_g", "lr_d", "beta1", "beta2", "ema_decay", "ema_start_step", "ema_rampup")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))

@@ -69,10 +69,12 @@ def load_dataset(
     download: bool = False,
     seed: int = 0,
     train: bool = True,
+    scan: tuple | None = None,
 ) -> Dataset:
     """The dataset `name` at `resolution` px with `channels` channels (1 or 3), values in [-1, 1].
 
-    `train` picks the split of torchvision datasets; shapes and image folders have one split.
+    `train` picks the split of torchvision datasets; shapes and image folders have one split. `scan`: an image
+    folder's `scan_image_folder` result made elsewhere (by rank 0 under torchrun).
     """
     info = dataset_info(name)
     if channels == 1 and info.channels == 3:
@@ -82,7 +84,7 @@ def load_dataset(
     if name in TORCHVISION:
         root = Path(data_root).expanduser() if data_root else default_data_root()
         return _torchvision_dataset(name, root, resolution, channels, download, train)
-    return ImageFolderDataset(name, resolution, channels)
+    return ImageFolderDataset(name, resolution, channels, scan)
 
 
 def to_8bit(im: Image.Image, channels: int) -> Image.Image:
@@ -204,7 +206,7 @@ def _torchvision_tensors(name: str, root: str, resolution: int, train: bool, dow
             f"or --data-root pointing at a folder that has it ({str(e).splitlines()[0] if str(e) else ''})"
         ) from None
     except Exception as e:  # noqa: BLE001  (e.g. a processed/*.pt that torchvision refuses to unpickle)
-        from sagan.files import SaganError
+        from sagan.errors import SaganError
 
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
         raise SaganError(
@@ -307,11 +309,60 @@ def render_shapes(seed: int, indices: list[int], resolution: int, supersample: i
 
 def _class_dirs(folder: Path) -> list[Path]:
     """Sub-folders that contain images directly; empty for a flat folder."""
-    return sorted(d for d in folder.iterdir() if d.is_dir() and any(_image_files(d)))
+    return sorted(d for d in folder.iterdir() if d.is_dir() and any(image_files(d)))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files (by extension) in `folder`, or anywhere below it when `recursive`, sorted."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def folder_digest(folder: str | Path) -> str:
+    """SHA-256 (12 hex digits) of the image files under `folder`: relative names, sizes and modification times.
+    Adding, removing, replacing or touching a file changes it; a listing, no file is opened."""
+    import hashlib
+
+    root = Path(folder).expanduser().resolve()
+    h = hashlib.sha256()
+    for p in image_files(root, recursive=True):
+        st = p.stat()
+        h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:12]
+
+
+_SCANS: dict[tuple[str, str], tuple[list[str], list[tuple[Path, int]]]] = {}
+
+
+def scan_image_folder(folder: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class names, [(file, label), ...] of the files that decode) of an image folder, every file decoded once.
+
+    Kept for the process while the folder's files are unchanged (`folder_digest`), so training and evaluation
+    (and every resume of the loader) scan a folder of 1.28M files once; under torchrun rank 0 scans and sends.
+    """
+    from tqdm.auto import tqdm
+
+    folder = Path(folder).expanduser()
+    key = (str(folder.resolve()), folder_digest(folder))
+    if key in _SCANS:
+        return _SCANS[key]
+    classes = _class_dirs(folder)
+    groups = [(i, image_files(d)) for i, d in enumerate(classes)] or [(0, image_files(folder))]
+    candidates = [(p, label) for label, files in groups for p in files]
+    if not candidates:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
+    samples = [
+        (p, y)
+        for p, y in tqdm(candidates, desc="checking images", unit="img", leave=False, disable=None)
+        if check_image(p) is None
+    ]
+    skipped = len(candidates) - len(samples)
+    if skipped:
+        log.warning("skipped %d unreadable of %d image files in %s", skipped, len(candidates), folder)
+    if len(samples) < len(candidates) / 2:
+        raise ValueError(f"{skipped} of {len(candidates)} image files in {folder} are unreadable")
+    _SCANS[key] = ([d.name for d in classes], samples)
+    return _SCANS[key]
 
 
 class ImageFolderDataset(Dataset):
@@ -323,26 +374,9 @@ class ImageFolderDataset(Dataset):
     ValueError. A file that fails to load later (changed on disk) is replaced by the next image, with a warning.
     """
 
-    def __init__(self, folder: str | Path, resolution: int, channels: int = 3):
-        from tqdm.auto import tqdm
-
+    def __init__(self, folder: str | Path, resolution: int, channels: int = 3, scan: tuple | None = None):
         self.folder = Path(folder).expanduser()
-        classes = _class_dirs(self.folder)
-        self.classes = [d.name for d in classes]
-        groups = [(i, _image_files(d)) for i, d in enumerate(classes)] or [(0, _image_files(self.folder))]
-        candidates = [(p, label) for label, files in groups for p in files]
-        if not candidates:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {self.folder}")
-        self.samples = [
-            (p, y)
-            for p, y in tqdm(candidates, desc="checking images", unit="img", leave=False, disable=None)
-            if check_image(p) is None
-        ]
-        skipped = len(candidates) - len(self.samples)
-        if skipped:
-            log.warning("skipped %d unreadable of %d image files in %s", skipped, len(candidates), self.folder)
-        if len(self.samples) < len(candidates) / 2:
-            raise ValueError(f"{skipped} of {len(candidates)} image files in {self.folder} are unreadable")
+        self.classes, self.samples = scan if scan is not None else scan_image_folder(self.folder)
         self.transform = _transform(resolution, channels)
         self.failures = 0  # files that failed after the scan, in this process
 

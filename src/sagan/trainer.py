@@ -14,10 +14,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from sagan import distributed as dist_utils
+from sagan.augment import diff_augment, parse_policy
 from sagan.checkpoint import set_rng_state
 from sagan.config import ModelConfig, TrainConfig
 from sagan.ema import ema_update, standing_statistics
-from sagan.losses import LOSSES
+from sagan.layers.norm import convert_sync_batchnorm
+from sagan.losses import LOSSES, lecam
 from sagan.models import Discriminator, Generator
 
 log = logging.getLogger("sagan")
@@ -53,11 +55,27 @@ class Trainer:
     ) -> None:
         self.model_cfg, self.cfg, self.device = model_cfg, cfg, device
         self.info = info or dist_utils.DistInfo()
-        seed = cfg.seed * 1000 + self.info.rank
-        torch.manual_seed(seed)
-        self.gen = torch.Generator(device).manual_seed(seed)  # noise, labels, flips: all randomness of a step
-        self.G, self.D = Generator(model_cfg).to(device), Discriminator(model_cfg).to(device)
+        world = self.info.world_size
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size {cfg.batch_size} (the global batch) does not divide over {world} processes")
+        self.local_batch = cfg.batch_size // world
+        # Weights from the seed alone (every rank builds the same models), without touching the global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.G, self.D = Generator(model_cfg).to(device), Discriminator(model_cfg).to(device)
+        # All randomness of a step (noise, labels, flips) comes from this stream, the same on every rank: each
+        # draws the whole global batch and takes its share [rank::world], the positions of its real images.
+        self.gen = torch.Generator(device).manual_seed(cfg.seed)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.use_ema else None
+        self.resumed = False
+        if self.local_batch % cfg.grad_accumulation:
+            raise ValueError(
+                f"the batch of each process ({self.local_batch}) does not divide into grad_accumulation "
+                f"{cfg.grad_accumulation} micro-batches"
+            )
+        self.augment = parse_policy(cfg.augment)
+        self.lecam_ema = torch.zeros(2, device=device)  # moving averages of mean D(real), mean D(fake)
+        self.lecam_steps = torch.zeros((), dtype=torch.long, device=device)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.scaler_G = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -66,59 +84,107 @@ class Trainer:
         self.attn_layers = {**self.G.attention_layers(), **self.D.attention_layers()}
 
     def wrap(self) -> None:
-        """Apply channels_last, DDP and torch.compile as configured (after loading any checkpoint)."""
+        """Apply SyncBN, channels_last, DDP and torch.compile as configured (after loading any checkpoint)."""
         G, D, cfg = self.G, self.D, self.cfg
+        if cfg.sync_bn and self.info.enabled:
+            convert_sync_batchnorm(G)  # G's BatchNorm over the global batch, as on one device
         if cfg.channels_last:
             G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.G_train = DDP(G, device_ids=ids) if self.info.enabled else G
         self.D_train = DDP(D, device_ids=ids) if self.info.enabled else D
+        if self.G_ema is not None and not self.resumed:  # a copy of the weights DDP has made identical
+            self.G_ema.load_state_dict(G.state_dict())
         self.D_for_G = D
         if cfg.compile:
             self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
             self.D_for_G = torch.compile(D)
         G.train(), D.train()
 
-    def noise(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        z = torch.randn(batch, self.model_cfg.z_dim, device=self.device, generator=self.gen)
+    def _share(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a tensor drawn for the whole global batch (dim 0)."""
+        return t[self.info.rank :: self.info.world_size] if self.info.enabled else t
+
+    def noise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's share (local_batch) of one global batch of noise z and labels y."""
+        B = self.cfg.batch_size
+        z = torch.randn(B, self.model_cfg.z_dim, device=self.device, generator=self.gen)
         n_cls = self.model_cfg.num_classes
-        y = torch.randint(0, n_cls, (batch,), device=self.device, generator=self.gen) if n_cls else None
-        return z, y
+        y = torch.randint(0, n_cls, (B,), device=self.device, generator=self.gen) if n_cls else None
+        return self._share(z), (self._share(y) if y is not None else None)
+
+    def _chunks(self, *tensors):
+        """The tensors (local batch first) cut into grad_accumulation equal micro-batches: [(t1, t2, ...), ...]."""
+        K = self.cfg.grad_accumulation
+        return list(zip(*[t.chunk(K) if t is not None else [None] * K for t in tensors], strict=True))
 
     def d_step(self, x_real: torch.Tensor, y_real: torch.Tensor | None) -> torch.Tensor:
-        """One D update; returns detached (loss_d, mean D(real), mean D(fake)) on the device, no sync."""
+        """One D update; returns detached (loss_d, mean D(real), mean D(fake)) on the device, no sync.
+
+        D sees cat([real, fake]) in one forward per micro-batch (grad_accumulation of them, gradients summed
+        with weight 1/K: the update of one batch, since D has no batch norm). With `augment`, real and fake
+        images get independent DiffAugment draws; with `lecam_weight`, the LeCam term joins the loss.
+        """
         cfg = self.cfg
         if cfg.hflip:
-            flip = torch.rand(x_real.shape[0], device=self.device, generator=self.gen) < 0.5
+            flip = self._share(torch.rand(cfg.batch_size, device=self.device, generator=self.gen) < 0.5)
             x_real = torch.where(flip[:, None, None, None], x_real.flip(3), x_real)
         if cfg.channels_last:
             x_real = x_real.contiguous(memory_format=torch.channels_last)
-        z, y_fake = self.noise(x_real.shape[0])
-        with _autocast(self.device, cfg.amp):
-            with torch.no_grad():
-                x_fake = self.G(z, y_fake)
-            y_all = torch.cat([y_real, y_fake]) if y_fake is not None else None
-            logits = self.D_train(torch.cat([x_real, x_fake.to(x_real.dtype)]), y_all).float()
-            d_real, d_fake = logits.chunk(2)
-            loss = self.d_loss_fn(d_real, d_fake)
+        z, y_fake = self.noise()
         self.opt_D.zero_grad(set_to_none=True)
-        self.scaler_D.scale(loss).backward()
+        chunks = self._chunks(x_real, y_real, z, y_fake)
+        stats = torch.zeros(3, device=self.device)
+        for i, (xr, yr, zc, yc) in enumerate(chunks):
+            with self._no_sync(self.D_train, last=i == len(chunks) - 1):
+                with _autocast(self.device, cfg.amp):
+                    with torch.no_grad():
+                        x_fake = self.G(zc, yc).to(xr.dtype)
+                    if self.augment:  # independent draws for real and fake
+                        xr = diff_augment(xr, self.augment, self.gen)
+                        x_fake = diff_augment(x_fake, self.augment, self.gen)
+                    y_all = torch.cat([yr, yc]) if yc is not None else None
+                    logits = self.D_train(torch.cat([xr, x_fake]), y_all).float()
+                    d_real, d_fake = logits.chunk(2)
+                    loss = self.d_loss_fn(d_real, d_fake)
+                    if cfg.lecam_weight:
+                        loss = loss + cfg.lecam_weight * lecam(d_real, d_fake, *self.lecam_ema)
+                self.scaler_D.scale(loss / len(chunks)).backward()
+            stats += torch.stack([loss, d_real.mean(), d_fake.mean()]).detach() / len(chunks)
         self.scaler_D.step(self.opt_D)
         self.scaler_D.update()
-        return torch.stack([loss, d_real.mean(), d_fake.mean()]).detach()
+        if cfg.lecam_weight:  # the moving averages of D's mean outputs (the first step sets them)
+            seen = self.lecam_steps > 0
+            self.lecam_ema = torch.where(seen, cfg.lecam_decay * self.lecam_ema + (1 - cfg.lecam_decay) * stats[1:],
+                                         stats[1:])  # fmt: skip
+            self.lecam_steps += 1
+        return stats
 
     def g_step(self) -> torch.Tensor:
-        """One G update; returns the detached loss on the device."""
+        """One G update (grad_accumulation micro-batches); returns the detached loss on the device."""
         self.D.requires_grad_(False)
-        z, y_fake = self.noise(self.cfg.batch_size)
-        with _autocast(self.device, self.cfg.amp):
-            loss = self.g_loss_fn(self.D_for_G(self.G_train(z, y_fake), y_fake).float())
+        z, y_fake = self.noise()
         self.opt_G.zero_grad(set_to_none=True)
-        self.scaler_G.scale(loss).backward()
+        chunks = self._chunks(z, y_fake)
+        total = torch.zeros((), device=self.device)
+        for i, (zc, yc) in enumerate(chunks):
+            with self._no_sync(self.G_train, last=i == len(chunks) - 1):
+                with _autocast(self.device, self.cfg.amp):
+                    x_fake = self.G_train(zc, yc)
+                    if self.augment:
+                        x_fake = diff_augment(x_fake, self.augment, self.gen)
+                    loss = self.g_loss_fn(self.D_for_G(x_fake, yc).float())
+                self.scaler_G.scale(loss / len(chunks)).backward()
+            total += loss.detach() / len(chunks)
         self.scaler_G.step(self.opt_G)
         self.scaler_G.update()
         self.D.requires_grad_(True)
-        return loss.detach()
+        return total
+
+    @staticmethod
+    def _no_sync(module, last: bool):
+        """DDP's no_sync for all but the last micro-batch (gradients are all-reduced once per update)."""
+        return module.no_sync() if isinstance(module, DDP) and not last else contextlib.nullcontext()
 
     def update_ema(self, step: int) -> None:
         if self.G_ema is not None:
@@ -140,10 +206,12 @@ class Trainer:
             "opt_D": self.opt_D.state_dict(),
             "scaler_G": self.scaler_G.state_dict(),
             "scaler_D": self.scaler_D.state_dict(),
+            "lecam": {"ema": self.lecam_ema, "steps": self.lecam_steps},
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
         """Restore a checkpoint's state; this run's learning rates and betas replace the saved ones."""
+        self.resumed = True
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])
         if self.G_ema is not None:
@@ -153,6 +221,10 @@ class Trainer:
         for opt, lr in ((self.opt_G, self.cfg.lr_g), (self.opt_D, self.cfg.lr_d)):
             for group in opt.param_groups:  # Adam's state (moments) stays; the hyper-parameters are the config's
                 group["lr"], group["betas"] = lr, (self.cfg.beta1, self.cfg.beta2)
+        lecam_state = ckpt.get("lecam")
+        if isinstance(lecam_state, dict) and torch.is_tensor(lecam_state.get("ema")):
+            self.lecam_ema = lecam_state["ema"].to(self.device)
+            self.lecam_steps = lecam_state["steps"].to(self.device)
         for name in ("scaler_G", "scaler_D"):
             if ckpt[name] and self.cfg.amp == "fp16":  # empty when saved without fp16 (a forced change)
                 getattr(self, name).load_state_dict(ckpt[name])
@@ -167,7 +239,7 @@ class Trainer:
                 len(states),
                 info.world_size,
             )
-            self.gen.manual_seed(self.cfg.seed * 1000 + info.rank + 7919 * int(ckpt["step"]))
+            self.gen.manual_seed(self.cfg.seed + 7919 * int(ckpt["step"]))
 
     def parameters_finite(self) -> bool:
         """True when every parameter of G, D and G_ema is finite (one host sync)."""

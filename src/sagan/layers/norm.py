@@ -13,7 +13,8 @@ class ConditionalBatchNorm2d(nn.Module):
     `embed_bias` start at zero, so the layer starts as plain BN (models that spectrally normalise them
     re-initialise them, since a zero matrix has no spectral norm).
 
-    x: (B, C, H, W); y: (B,) int64 class labels in [0, num_classes).
+    x: (B, C, H, W); y: (B,) int64 class labels in [0, num_classes), or (B, num_classes) float class weights
+    (a mixture of the classes' gains and biases, for class interpolation; one-hot rows equal the labels).
     """
 
     def __init__(self, num_features: int, num_classes: int = 0, eps: float = 1e-5, momentum: float = 0.1):
@@ -36,5 +37,56 @@ class ConditionalBatchNorm2d(nn.Module):
             return h
         if y is None:
             raise ValueError("a conditional batch norm needs class labels y")
-        gain = 1.0 + self.embed_gain(y)[:, :, None, None]  # (B, C, 1, 1)
-        return h * gain + self.embed_bias(y)[:, :, None, None]
+        if y.is_floating_point():  # class weights (B, K): the same mixture of every embedding row
+            gain, bias = y.to(h.dtype) @ self.embed_gain.weight, y.to(h.dtype) @ self.embed_bias.weight
+        else:
+            gain, bias = self.embed_gain(y), self.embed_bias(y)
+        return h * (1.0 + gain[:, :, None, None]) + bias[:, :, None, None]  # (B, C, 1, 1) each
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics are those of the whole global batch across processes.
+
+    torch's SyncBatchNorm runs on GPUs only; this one is two differentiable all-reduces (sums, then squared
+    deviations from the global mean), so it also runs on CPU (gloo) and its tests run on CPU. Outside training,
+    or without a process group of more than one process, it is a plain BatchNorm2d. Its parameters and buffers
+    are BatchNorm2d's, so state dicts are interchangeable (`convert_sync_batchnorm`).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
+        count = all_reduce(count)
+        mean = all_reduce(x.sum(dim=(0, 2, 3))) / count  # (C,)
+        var = all_reduce((x - mean[None, :, None, None]).square().sum(dim=(0, 2, 3))) / count  # biased, as BN
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * count / (count - 1).clamp(min=1), m)  # unbiased, as BN
+        return y
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d inside `module` by a SyncBatchNorm2d holding the same parameters and buffers
+    (same names, so checkpoints load either way); returns the module (changed in place below the root)."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = SyncBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
+            sync.load_state_dict(child.state_dict())
+            sync.train(child.training)
+            setattr(module, name, sync.to(next(child.buffers(), torch.zeros(())).device))
+        else:
+            convert_sync_batchnorm(child)
+    return module

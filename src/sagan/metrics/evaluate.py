@@ -5,8 +5,6 @@ cached by (dataset, split, resolution, channels, count, extractor)."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +15,20 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sagan.data import TensorImages, load_dataset
-from sagan.files import SaganError
+from sagan.errors import SaganError
 from sagan.metrics.inception import Inception, cached_features, to_uint8
-from sagan.metrics.math import fid_from_features, inception_score, kid_from_features, symmetry_error
+from sagan.metrics.math import (
+    density_coverage,
+    fid_from_features,
+    fid_from_statistics,
+    fid_statistics,
+    inception_score,
+    kid_from_features,
+    symmetry_error,
+)
 
 log = logging.getLogger("sagan")
-METRICS = ("fid", "kid", "is", "pr")
+METRICS = ("fid", "kid", "is", "pr", "intra_fid", "density", "coverage")
 PROTOCOL_VERSION = 1  # part of every reference-feature cache key: bump it when the protocol changes
 
 
@@ -48,8 +54,10 @@ def real_batches(
     split: str = "train",
     batch_size: int = 50,
     seed: int = 0,
-) -> Iterator[torch.Tensor]:
-    """uint8 batches of `num` real images (a seeded random subset when the split is larger; all when smaller).
+    shard: tuple[int, int] = (0, 1),
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(batch index, uint8 batch) of `num` real images (a seeded random subset when the split is larger; all when
+    smaller). `shard` (rank, world): only the batches b with b % world == rank.
 
     Lazy: the dataset is loaded when the first batch is asked for, so a cache hit never loads it.
     """
@@ -58,12 +66,58 @@ def real_batches(
     ds = load_dataset(data, resolution, channels, data_root, train=split == "train", seed=seed)
     n = min(num, len(ds))
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    for i in range(0, n, batch_size):
+    rank, world = shard
+    for b, i in enumerate(range(0, n, batch_size)):
+        if b % world != rank:
+            continue
         chunk = idx[i : i + batch_size]
         if isinstance(ds, TensorImages):  # the uint8 images themselves: what to_uint8 of the floats gives
-            yield ds.images[chunk]
+            yield b, ds.images[chunk]
         else:
-            yield to_uint8(torch.stack([ds[j][0] for j in chunk]))
+            yield b, to_uint8(torch.stack([ds[j][0] for j in chunk]))
+
+
+def real_labels(
+    data: str, resolution: int, channels: int, num: int, data_root: str = "", split: str = "train", seed: int = 0
+) -> torch.Tensor:
+    """The class labels (n,) of the images `real_batches` gives for the same arguments, in the same order."""
+    from sagan.data import ImageFolderDataset, ShapesDataset, _shape_params
+
+    ds = load_dataset(data, resolution, channels, data_root, train=split == "train", seed=seed)
+    n = min(num, len(ds))
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    if isinstance(ds, TensorImages):
+        return ds.labels[idx].cpu()
+    if isinstance(ds, ImageFolderDataset):
+        return torch.tensor([ds.samples[j][1] for j in idx.tolist()])
+    if isinstance(ds, ShapesDataset):
+        return torch.tensor([_shape_params(ds.seed, j)[0] for j in idx.tolist()])
+    return torch.tensor([ds[j][1] for j in idx.tolist()])
+
+
+def read_npz_statistics(path: str | Path) -> dict:
+    """{"mu", "sigma"} from a pytorch-fid style .npz file (arrays `mu` (D,) and `sigma` (D, D))."""
+    try:
+        with np.load(Path(path).expanduser(), allow_pickle=False) as f:
+            mu, sigma = np.asarray(f["mu"], dtype=np.float64), np.asarray(f["sigma"], dtype=np.float64)
+    except (OSError, ValueError, KeyError) as e:
+        raise SaganError(
+            f"{path} is not a statistics file with arrays mu and sigma ({type(e).__name__}: {e})"
+        ) from None
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise SaganError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not (D,) and (D, D)")
+    return {"mu": mu, "sigma": sigma}
+
+
+def write_npz_statistics(path: str | Path, features: torch.Tensor, overwrite: bool = False) -> Path:
+    """Write the FID statistics of features (N, D) as a pytorch-fid style .npz (mu, sigma; float64)."""
+    from sagan.files import atomic_output
+
+    stats = fid_statistics(features)
+    with atomic_output(path, overwrite) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, mu=stats["mu"], sigma=stats["sigma"])
+    return Path(path).expanduser()
 
 
 BUILTIN_DATA = ("shapes", "mnist", "fashion-mnist", "cifar10", "cifar100")
@@ -72,45 +126,41 @@ BUILTIN_DATA = ("shapes", "mnist", "fashion-mnist", "cifar10", "cifar100")
 def reference_key(data: str, split: str, resolution: int, channels: int, num: int, seed: int, extractor: str) -> str:
     """The cache key of real-image features: protocol version, data (a folder by a digest of its file list),
     split, resolution, channels, requested count, subset seed and the extractor's id (weights and version)."""
+    from sagan.data import folder_digest
+
     data_id = data if data in BUILTIN_DATA else f"folder-{folder_digest(data)}"
     return f"p{PROTOCOL_VERSION}-{data_id}-{split}-{resolution}px-{channels}ch-n{num}-seed{seed}-{extractor}"
 
 
-@functools.lru_cache(maxsize=8)
-def folder_digest(folder: str) -> str:
-    """SHA-256 (12 hex digits) of the image files under `folder`: relative names, sizes and modification times.
+def generated_batches(
+    G: torch.nn.Module, num: int, batch_size: int = 50, seed: int = 0, shard: tuple[int, int] = (0, 1)
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(batch index, uint8 batch) of `num` images of G (eval mode), classes cycling 0..K-1 for a balanced set.
 
-    Adding, removing, replacing or touching a file changes it; scanned once per process."""
-    from sagan.data import IMAGE_EXTENSIONS
-
-    root = Path(folder).expanduser().resolve()
-    h = hashlib.sha256()
-    for p in sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and q.is_file()):
-        st = p.stat()
-        h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:12]
-
-
-def generated_batches(G: torch.nn.Module, num: int, batch_size: int = 50, seed: int = 0) -> Iterator[torch.Tensor]:
-    """uint8 batches of `num` images of G (eval mode), classes cycling 0..K-1 for a balanced set."""
+    The noise is one seeded stream over all batches; with `shard` (rank, world) every rank draws it all (it is
+    cheap) and runs G on its batches b % world == rank only, so the shards together are the single-process set.
+    """
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     K = G.cfg.num_classes
-    for i in range(0, num, batch_size):
-        b = min(batch_size, num - i)
-        z = torch.randn(b, G.cfg.z_dim, generator=g)
-        y = (torch.arange(i, i + b) % K).to(device) if K else None
+    rank, world = shard
+    for b, i in enumerate(range(0, num, batch_size)):
+        n = min(batch_size, num - i)
+        z = torch.randn(n, G.cfg.z_dim, generator=g)
+        if b % world != rank:
+            continue
+        y = (torch.arange(i, i + n) % K).to(device) if K else None
         with torch.no_grad():
-            yield to_uint8(G(z.to(device), y).float().cpu())
+            yield b, to_uint8(G(z.to(device), y).float().cpu())
 
 
-def _image_files(folder: str | Path) -> list[Path]:
-    from sagan.data import IMAGE_EXTENSIONS
+def _generated_files(folder: str | Path) -> list[Path]:
+    from sagan.data import image_files
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder of generated images at {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = image_files(folder, recursive=True)
     if not files:
         raise SaganError(f"no images in {folder}")
     return files
@@ -131,7 +181,7 @@ def _load_uint8(path: Path) -> torch.Tensor:
 
 def folder_resolution(folder: str | Path) -> int:
     """The size of the (square) images in `folder`, read from the first file's header."""
-    path = _image_files(folder)[0]
+    path = _generated_files(folder)[0]
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -142,32 +192,108 @@ def folder_resolution(folder: str | Path) -> int:
     return height
 
 
-def folder_batches(folder: str | Path, batch_size: int = 50) -> tuple[Iterator[torch.Tensor], int]:
-    """uint8 batches of the image files in `folder` (all of one size); an unreadable file is an error."""
-    files = _image_files(folder)
+def folder_batches(
+    folder: str | Path, batch_size: int = 50, shard: tuple[int, int] = (0, 1)
+) -> tuple[Iterator[tuple[int, torch.Tensor]], int]:
+    """(batch index, uint8 batch) of the image files in `folder` (all of one size; an unreadable file is an
+    error), this shard's batches only, and the number of files."""
+    files = _generated_files(folder)
+    rank, world = shard
 
     def gen():
-        for i in range(0, len(files), batch_size):
+        for b, i in enumerate(range(0, len(files), batch_size)):
+            if b % world != rank:
+                continue
             batch = [_load_uint8(p) for p in files[i : i + batch_size]]
             if len({t.shape for t in batch}) > 1:
                 raise SaganError(f"images in {folder} differ in size or channels")
-            yield torch.stack(batch)
+            yield b, torch.stack(batch)
 
     return gen(), len(files)
 
 
-def _collect(batches: Iterator[torch.Tensor], inception: Inception, total: int, desc: str, keep_images: bool):
-    """Run Inception over the batches; also return the images as floats in [-1, 1] if asked."""
-    images = []
+def _collect(batches, inception: Inception, total: int, desc: str, keep_images: bool, info=None):
+    """Inception features of (batch index, uint8 batch) pairs, gathered from every rank in batch order (on
+    every rank); also the images as floats in [-1, 1] if asked. A collective when `info` is distributed."""
+    from sagan.distributed import DistInfo, all_gather_objects
 
-    def tee():
-        for x in tqdm(batches, total=-(-total // 50), desc=desc, unit="batch", leave=False, disable=None):
-            if keep_images:
-                images.append(x.float() / 127.5 - 1)
-            yield x
+    info = info or DistInfo()
+    mine = []
+    for b, x in tqdm(batches, desc=f"{desc} ({total})", unit="batch", leave=False, disable=None):
+        mine.append((b, inception.features([x]), x if keep_images else None))
+    parts = sorted((p for rank_parts in all_gather_objects(mine, info) for p in rank_parts), key=lambda p: p[0])
+    if not parts:
+        raise SaganError(f"no {desc} to evaluate")
+    feats = {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
+    images = torch.cat([p[2] for p in parts]).float() / 127.5 - 1 if keep_images else None
+    return feats, images
 
-    feats = inception.features(tee())
-    return feats, (torch.cat(images) if keep_images else None)
+
+def _reference_features(key: str, real_iter, inception: Inception, total: int, info) -> dict[str, torch.Tensor]:
+    """Real-image features from the cache (read by rank 0 and shared), else computed by all ranks together."""
+    from sagan.distributed import DistInfo, all_gather_objects
+
+    info = info or DistInfo()
+    if not info.enabled:
+        return cached_features(key, lambda: _collect(real_iter, inception, total, "real images", False)[0])
+    hit = all_gather_objects(cached_features(key, None) if info.is_main else None, info)[0]
+    if hit is not None:
+        return hit
+    feats = _collect(real_iter, inception, total, "real images", False, info)[0]
+    if info.is_main:
+        cached_features(key, lambda: feats)
+    return feats
+
+
+# The metric registry: name -> function(fake features, real features, count tag) -> {metric name: value}.
+# Names carry their protocol: the sample count (fid10k) and, for precision/recall, the features (Inception
+# pool3, where Kynkaanniemi et al. and stylegan3 use VGG16).
+def _fid(fake: dict, real: dict, tag: str) -> dict:
+    return {f"fid{tag}": fid_from_features(fake["2048"], real["2048"])}
+
+
+def _kid(fake: dict, real: dict, tag: str) -> dict:
+    mean, std = kid_from_features(fake["2048"], real["2048"])
+    return {f"kid{tag}": mean, f"kid{tag}_std": std}
+
+
+def _pr(fake: dict, real: dict, tag: str) -> dict:
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    pr = prc_features_to_metric(
+        fake["2048"].float(), real["2048"].float(), prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=False,
+        verbose=False,
+    )  # fmt: skip
+    return {f"precision_inception{tag}": pr["precision"], f"recall_inception{tag}": pr["recall"]}
+
+
+def _is(fake: dict, real: dict | None, tag: str) -> dict:
+    mean, std = inception_score(fake["logits_unbiased"])
+    return {f"is{tag}": mean, f"is{tag}_std": std}
+
+
+def _intra_fid(fake: dict, real: dict, tag: str) -> dict:
+    """Mean over classes of the FID between the fakes and the real images of that class (StudioGAN's iFID)."""
+    fake_y, real_y = fake["labels"], real["labels"]
+    per_class = [
+        fid_from_features(fake["2048"][fake_y == k], real["2048"][real_y == k]) for k in sorted(set(real_y.tolist()))
+    ]
+    return {f"intra_fid{tag}": sum(per_class) / len(per_class)}
+
+
+def _density(fake: dict, real: dict, tag: str) -> dict:
+    return {f"density{tag}": density_coverage(real["2048"], fake["2048"])[0]}
+
+
+def _coverage(fake: dict, real: dict, tag: str) -> dict:
+    return {f"coverage{tag}": density_coverage(real["2048"], fake["2048"])[1]}
+
+
+METRIC_FNS = {
+    "fid": _fid, "kid": _kid, "pr": _pr, "is": _is, "intra_fid": _intra_fid, "density": _density,
+    "coverage": _coverage,
+}  # fmt: skip
+NEEDS_REAL = ("fid", "kid", "pr", "intra_fid", "density", "coverage")
 
 
 def evaluate(
@@ -184,50 +310,57 @@ def evaluate(
     inception_path: str = "",
     seed: int = 0,
     batch_size: int = 50,
+    info=None,
+    ref_stats: str | Path | None = None,
+    save_ref_stats: str | Path | None = None,
 ) -> dict:
-    """Metrics of a generator (or a folder of generated images) against `data`, and the protocol used."""
-    want_is = "is" in metrics
-    inception = inception or Inception(inception_path, with_logits=want_is)
+    """Metrics of a generator (or a folder of generated images) against `data`, and the protocol used.
+
+    Under torchrun (`info`: sagan.distributed.DistInfo), every rank generates and extracts its share of the
+    images, the features are gathered once, and every rank returns the same result (a collective).
+    `ref_stats`: a pytorch-fid .npz (mu, sigma) that FID is computed against instead of `data`'s features;
+    `save_ref_stats`: write the real features' statistics there (pytorch-fid's format).
+    """
+    from sagan.distributed import DistInfo
+
+    info = info or DistInfo()
+    shard = (info.rank, info.world_size)
+    inception = inception or Inception(inception_path, with_logits="is" in metrics)
     shapes = data == "shapes"
     if isinstance(fake, torch.nn.Module):
-        fake_iter, n_fake = generated_batches(fake, num, batch_size, seed), num
+        fake_iter, n_fake = generated_batches(fake, num, batch_size, seed, shard), num
         source = "generator (EMA if kept), class-balanced" if fake.cfg.num_classes else "generator (EMA if kept)"
     else:
-        fake_iter, n_fake = folder_batches(fake, batch_size)
+        fake_iter, n_fake = folder_batches(fake, batch_size, shard)
         source = f"folder {fake}"
-    fake_feats, fake_images = _collect(fake_iter, inception, n_fake, "generated images", keep_images=shapes)
-    out: dict[str, float] = {}
-    needs_real = any(m in metrics for m in ("fid", "kid", "pr"))
-    n_real = 0
+    fake_feats, fake_images = _collect(fake_iter, inception, n_fake, "generated images", shapes, info)
     want_real = num_real or num
-    if needs_real:
+    real_feats, n_real = None, 0
+    uses_real = [m for m in metrics if m in NEEDS_REAL and not (m == "fid" and ref_stats)]
+    if uses_real or save_ref_stats:
         key = reference_key(data, split, resolution, channels, want_real, seed, inception.id)
-        real_iter = real_batches(data, resolution, channels, want_real, data_root, split, batch_size, seed)
-        real_feats = cached_features(key, lambda: _collect(real_iter, inception, want_real, "real images", False)[0])
+        real_iter = real_batches(data, resolution, channels, want_real, data_root, split, batch_size, seed, shard)
+        real_feats = dict(_reference_features(key, real_iter, inception, want_real, info))
         n_real = len(real_feats["2048"])
+        if save_ref_stats and info.is_main:
+            write_npz_statistics(save_ref_stats, real_feats["2048"], overwrite=True)
+    if "intra_fid" in metrics:
+        if not isinstance(fake, torch.nn.Module) or not fake.cfg.num_classes:
+            raise SaganError("intra_fid needs a conditional generator (--checkpoint), not a folder of images")
+        fake_feats["labels"] = torch.arange(n_fake) % fake.cfg.num_classes
+        real_feats["labels"] = real_labels(data, resolution, channels, want_real, data_root, split, seed)
+    out: dict[str, float] = {}
     if shapes:  # cheap: no Inception involved
-        real = torch.cat(list(real_batches(data, resolution, channels, want_real, data_root, split, batch_size, seed)))
+        real = torch.cat([x for _, x in real_batches(data, resolution, channels, want_real, data_root, split)])
         n_real = len(real)
         out["symmetry_real"] = symmetry_error(real.float() / 127.5 - 1)
     tag = count_tag(n_fake)
-    if "fid" in metrics:
-        out[f"fid{tag}"] = fid_from_features(fake_feats["2048"], real_feats["2048"])
-    if "kid" in metrics:
-        out[f"kid{tag}"], out[f"kid{tag}_std"] = kid_from_features(fake_feats["2048"], real_feats["2048"])
-    if "pr" in metrics:
-        from torch_fidelity.metric_prc import prc_features_to_metric
-
-        pr = prc_features_to_metric(
-            fake_feats["2048"].float(),
-            real_feats["2048"].float(),
-            prc_neighborhood=3,
-            prc_batch_size=10000,
-            save_cpu_ram=False,
-            verbose=False,
-        )
-        out[f"precision{tag}"], out[f"recall{tag}"] = pr["precision"], pr["recall"]
-    if want_is:
-        out[f"is{tag}"], out[f"is{tag}_std"] = inception_score(fake_feats["logits_unbiased"])
+    for name in metrics:
+        if name == "fid" and ref_stats:
+            reference = read_npz_statistics(ref_stats)
+            out[f"fid{tag}"] = fid_from_statistics(fid_statistics(fake_feats["2048"]), reference)
+        else:
+            out.update(METRIC_FNS[name](fake_feats, real_feats, tag))
     if shapes:
         out["symmetry_fake"] = symmetry_error(fake_images)
     protocol = {
@@ -238,9 +371,12 @@ def evaluate(
         "num_real": n_real,
         "fake_source": source,
         "feature_extractor": inception.id,
-        "features": "Inception-v3 pool3 (2048-d)" + (", logits for IS" if want_is else ""),
+        "features": "Inception-v3 pool3 (2048-d)" + (", logits for IS" if "is" in metrics else ""),
         "seed": seed,
+        "processes": info.world_size,
     }
+    if ref_stats:
+        protocol["fid_reference"] = f"statistics file {ref_stats}"
     if "kid" in metrics:  # with fewer than 1000 images every subset is the whole set, so the std is 0
         protocol["kid_subsets"] = f"100 x {min(1000, n_fake, n_real)}"
     return {"metrics": out, "protocol": protocol}
@@ -252,8 +388,8 @@ class Evaluator:
     Constructing it loads (and checks) the Inception weights, so a bad --inception fails before training starts.
     """
 
-    def __init__(self, cfg, model_cfg, device: torch.device) -> None:
-        self.cfg, self.model_cfg = cfg, model_cfg
+    def __init__(self, cfg, model_cfg, device: torch.device, info=None) -> None:
+        self.cfg, self.model_cfg, self.info = cfg, model_cfg, info
         self.metrics = parse_metrics(cfg.eval_metrics)
         self.inception = Inception(cfg.inception_path, device, with_logits="is" in self.metrics)
 
@@ -272,6 +408,7 @@ class Evaluator:
             cfg.eval_split,
             inception=self.inception,
             seed=cfg.seed,
+            info=self.info,
         )
         log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items()))
         return result["metrics"]

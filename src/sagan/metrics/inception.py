@@ -40,7 +40,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from sagan.files import SaganError
+from sagan.errors import SaganError
 
 log = logging.getLogger("sagan")
 # Part of every feature cache key: bump it when the features of the same weights change.
@@ -291,8 +291,9 @@ def cache_dir() -> Path:
     return Path(root) / "metrics"
 
 
-def cached_features(key: str, compute) -> dict[str, torch.Tensor]:
-    """Features stored under `key` in the cache folder, computed by `compute()` on a miss (atomic write).
+def cached_features(key: str, compute) -> dict[str, torch.Tensor] | None:
+    """Features stored under `key` in the cache folder, computed by `compute()` on a miss (atomic write);
+    with `compute` None, the cached features or None.
 
     A cache file that cannot be read (truncated, corrupt, or a pickle that wants to run code: it is loaded with
     weights_only=True) or that does not hold features is recomputed, with a warning, and replaced.
@@ -311,6 +312,8 @@ def cached_features(key: str, compute) -> dict[str, torch.Tensor]:
         if ok:
             return feats
         log.warning("cached features %s are unusable (%s): computing them again", path, why)
+    if compute is None:
+        return None
     feats = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")

@@ -54,6 +54,19 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, floa
     return out["inception_score_mean"], out["inception_score_std"]
 
 
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem, Oh, Uh, Choi, Yoo, ICML 2020) of fake features (M, D) against real (N, D).
+
+    Each real sample i gets the ball of radius r_i, the distance to its k-th nearest other real sample.
+    density = 1 / (k M) * sum_j #{i : |Y_j - X_i| <= r_i}  (how crowded the fakes sit in the real balls);
+    coverage = 1 / N * #{i : some fake within r_i of X_i}  (how much of the real data the fakes reach).
+    """
+    real, fake = real.double(), fake.double()
+    radii = torch.cdist(real, real).kthvalue(k + 1, dim=1).values  # (N,); the 1st value is the point itself
+    inside = torch.cdist(fake, real) <= radii[None, :]  # (M, N)
+    return inside.sum().item() / (k * len(fake)), inside.any(dim=0).double().mean().item()
+
+
 def symmetry_error(images: torch.Tensor) -> float:
     """Mean |x - mirror(x)| over images (N, C, H, W) in [-1, 1], in [0, 1] units (0: perfectly symmetric).
 
