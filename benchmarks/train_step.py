@@ -99,7 +99,7 @@ def bench_loop(
 ) -> tuple[float, float, float]:
     """(ms per step of `sagan train`, NaN, NaN): `data`, EMA, logging; the rate of the timed steps."""
     from sagan.config import resolve
-    from sagan.train import train
+    from sagan.training_loop import train
 
     if threads:
         torch.set_num_threads(threads)

@@ -428,3 +428,27 @@ def test_sampling_seeds_out_of_range_name_the_flag(env):
         and "Invalid value for '--seed'" in result.output
         and "9223372036854775807" in result.output
     )
+
+
+def test_plot_of_rows_without_some_losses(tmp_path):
+    """A metrics row that lacks loss_g (written by another version, or edited) is plotted as a gap."""
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 1, "loss_d": 1.0, "d_real": 0.5, "d_fake": -0.5}, {"step": 2, "loss_d": 0.9, "loss_g": 1.1}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(main, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "training.png").stat().st_size > 1000
+
+
+def test_ablate_checks_the_inception_before_training(env, tmp_path, monkeypatch):
+    """A bad --inception fails at once, before the grid's first run trains."""
+    import sagan.training_loop
+
+    monkeypatch.setattr(
+        sagan.training_loop, "train", lambda *a, **k: pytest.fail("trained before checking --inception")
+    )
+    args = ["ablate", "attention", "--outdir", str(tmp_path / "g"), "--inception", str(env["not_ts"])]
+    result = CliRunner().invoke(main, [*args, "--set", "steps=1"])
+    assert result.exit_code == 1 and "neither a TorchScript module" in result.output
+    assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())

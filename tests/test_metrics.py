@@ -13,6 +13,7 @@ from PIL import Image
 
 from sagan.cli import main
 from sagan.data import ShapesDataset, load_dataset
+from sagan.errors import SaganError
 from sagan.metrics.evaluate import count_tag, parse_metrics
 from sagan.metrics.inception import Inception, to_uint8
 from sagan.metrics.math import (
@@ -313,7 +314,6 @@ def test_reference_cache_key_follows_files_extractor_and_protocol(tmp_path, monk
         Image.new("RGB", (8, 8), (i * 100, 0, 0)).save(folder / f"{i}.png")
 
     def key(extractor="ts-abc-v2"):
-        ev.folder_digest.cache_clear()
         return ev.reference_key(str(folder), "train", 32, 3, 100, 0, extractor)
 
     first = key()
@@ -334,3 +334,80 @@ def test_reference_cache_key_follows_files_extractor_and_protocol(tmp_path, monk
         ev.reference_key("fashion-mnist", "test", 32, 1, 10000, 0, "x")
         == "p2-fashion-mnist-test-32px-1ch-n10000-seed0-x"
     )
+
+
+def _scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real))
+
+
+def test_intra_fid_is_the_mean_of_per_class_fids():
+    from sagan.metrics.evaluate import METRIC_FNS
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(300, 6))
+    fake = rng.normal(loc=0.2, size=(240, 6))
+    real_y, fake_y = np.arange(300) % 3, np.arange(240) % 3
+    real[real_y == 2] += 1.0  # classes differ, so per-class FIDs differ from the pooled FID
+    expected = np.mean([_scipy_fid(fake[fake_y == k], real[real_y == k]) for k in range(3)])
+    got = METRIC_FNS["intra_fid"](
+        {"2048": torch.from_numpy(fake), "labels": torch.from_numpy(fake_y)},
+        {"2048": torch.from_numpy(real), "labels": torch.from_numpy(real_y)},
+        "240",
+    )
+    assert got == {"intra_fid240": pytest.approx(expected, rel=1e-6)}
+
+
+def test_density_and_coverage_against_their_definition():
+    from scipy.spatial.distance import cdist
+
+    from sagan.metrics.math import density_coverage
+
+    rng = np.random.default_rng(2)
+    real, fake, k = rng.normal(size=(60, 4)), rng.normal(loc=0.5, size=(50, 4)), 5
+    radii = np.sort(cdist(real, real), axis=1)[:, k]  # column 0 is the point itself
+    inside = cdist(fake, real) <= radii[None, :]
+    density = sum(inside[j, i] for j in range(50) for i in range(60)) / (k * 50)
+    coverage = np.mean([inside[:, i].any() for i in range(60)])
+    got = density_coverage(torch.from_numpy(real), torch.from_numpy(fake), k)
+    assert got == (pytest.approx(density, rel=1e-12), pytest.approx(coverage, rel=1e-12))
+    assert density_coverage(torch.from_numpy(real), torch.from_numpy(real + 100.0), k) == (0.0, 0.0)
+
+
+def test_npz_statistics_round_trip_and_pytorch_fid_files(tmp_path):
+    """Statistics written here read back to the same FID, and a file in pytorch-fid's format (np.savez_compressed
+    of mu and sigma, as its --save-stats writes) is scored as the features it came from."""
+    from sagan.metrics.evaluate import read_npz_statistics, write_npz_statistics
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(200, 8)), rng.normal(loc=0.4, size=(150, 8))
+    expected = _scipy_fid(a, b)
+    ours = write_npz_statistics(tmp_path / "ours.npz", torch.from_numpy(b))
+    stats_a = fid_statistics(torch.from_numpy(a))
+    assert fid_from_statistics(stats_a, read_npz_statistics(ours)) == pytest.approx(expected, rel=1e-6)
+    np.savez_compressed(tmp_path / "theirs.npz", mu=b.mean(0), sigma=np.cov(b, rowvar=False))
+    assert fid_from_statistics(stats_a, read_npz_statistics(tmp_path / "theirs.npz")) == pytest.approx(
+        expected, rel=1e-6
+    )
+    np.savez(tmp_path / "bad.npz", mean=b.mean(0))
+    with pytest.raises(SaganError, match="not a statistics file"):
+        read_npz_statistics(tmp_path / "bad.npz")
+
+
+def test_evaluate_against_saved_statistics_and_intra_fid_end_to_end(tmp_path, monkeypatch):
+    """evaluate() with a cheap stand-in extractor: --save-ref-stats then --ref-stats gives the FID of the real
+    features; intra_fid, density and coverage come out for a conditional generator."""
+    from sagan.metrics.evaluate import evaluate
+    from sagan.models import Generator
+    from tests.distributed_worker import MODEL, PixelFeatures
+
+    monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    G = Generator(MODEL).eval()
+    args = (G, "shapes", ["fid", "intra_fid", "density", "coverage"], 60, 32, 3)
+    first = evaluate(*args, inception=PixelFeatures(), save_ref_stats=tmp_path / "ref.npz", batch_size=20)
+    m = first["metrics"]
+    assert m["intra_fid60"] > 0 and 0 <= m["coverage60"] <= 1 and m["density60"] >= 0
+    again = evaluate(G, "shapes", ["fid"], 60, 32, 3, inception=PixelFeatures(), ref_stats=tmp_path / "ref.npz")
+    assert again["metrics"]["fid60"] == pytest.approx(m["fid60"], rel=1e-9)
+    assert again["protocol"]["fid_reference"].endswith("ref.npz")

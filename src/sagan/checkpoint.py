@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sagan.files import SaganError, atomic_output, check_output, write_text
+from sagan.errors import SaganError
+from sagan.files import atomic_output, check_output, write_text
 
 FORMAT_VERSION = 1
 SIDECAR_FORMAT = "sagan-generator"
@@ -273,10 +274,13 @@ def export_pretrained(checkpoint: str | Path, out: str | Path, with_discriminato
 
 
 def is_pretrained(path: str | Path) -> bool:
-    """True for a shipped pretrained name or a pretrained folder (config.json + model.safetensors)."""
-    from sagan.pretrained import SHIPPED, is_pretrained_folder
+    """True for a shipped pretrained name, a pretrained folder (config.json + model.safetensors) or a Hugging
+    Face Hub repo id (owner/name) that is not a local path."""
+    from sagan.pretrained import SHIPPED, is_pretrained_folder, looks_like_repo_id
 
-    return str(path) in SHIPPED or is_pretrained_folder(path)
+    text = str(path)
+    local = Path(text).expanduser().exists()
+    return text in SHIPPED or is_pretrained_folder(path) or (looks_like_repo_id(text) and not local)
 
 
 def _load_pretrained(cls, path: str | Path, part: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from sagan.config import MODEL_PRESETS, PRESETS, ModelConfig
-from sagan.files import SaganError
+from sagan.errors import SaganError
 
 USER_ERRORS = (SaganError, ValueError, OSError)
 
@@ -179,7 +179,7 @@ def train(preset, channels, download, unconditional, resume, force, sets, dry_ru
         logging.getLogger("sagan").warning(
             "%s is not inside a run folder: continuing in a new run folder under %s", resume, resolved.train.outdir
         )
-    from sagan.train import train as run_training
+    from sagan.training_loop import train as run_training
 
     run_training(resolved, resume=ckpt, run_dir=run_dir)
 
@@ -195,8 +195,15 @@ def train(preset, channels, download, unconditional, resume, force, sets, dry_ru
 @click.option("--seed", type=SEED, default=0, help="Seed of the noise.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Images per forward pass.")
+@click.option(
+    "--truncation",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Truncation trick: redraw noise entries beyond this magnitude (BigGAN; lower: less variety, more "
+    "typical images).  [default: none]",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a grid PNG at --out (a folder must be new or empty).")
-def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size, overwrite) -> None:
+def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size, truncation, overwrite) -> None:
     """Draw images from a trained generator (the EMA copy when the run kept one).
 
     A .png --out gets one grid (one class per row for a conditional model); any other --out is a new folder of
@@ -213,9 +220,50 @@ def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size,
     G = load_generator(checkpoint, resolve_device(device))
     per_row = 8 if grid and class_id is None and G.cfg.num_classes else 0
     y = make_labels(num, G.cfg.num_classes, class_id, per_row=per_row)
-    images = generate(G, fixed_noise(num, G.cfg.z_dim, seed), y, batch_size)
+    images = generate(G, fixed_noise(num, G.cfg.z_dim, seed, truncation), y, batch_size)
     path = save_grid(images, out, overwrite=overwrite) if grid else save_folder(images, out, y)
     click.echo(f"wrote {num} images to {path}")
+
+
+@main.command()
+@click.option(
+    "--checkpoint", default=None, help="Run folder, checkpoint .pt, exported .safetensors or pretrained folder."
+)
+@_pretrained
+@click.option("--out", required=True, help="A .png grid (one interpolation per row) or an animated .gif.")
+@click.option("--mode", type=click.Choice(["z", "class"]), default="z", help="Interpolate the noise or the class.")
+@click.option("--steps", type=click.IntRange(min=2), default=8, help="Frames from one end to the other.")
+@click.option("--rows", type=click.IntRange(min=1), default=4, help="Interpolations (rows of the grid).")
+@click.option("--classes", default="0,1", help="--mode class: the two end classes, e.g. 0,9.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the noise (z mode ends: seeds SEED and SEED + 1).")
+@click.option("--truncation", type=click.FloatRange(min=0, min_open=True), default=None, help="As for sample.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@_overwrite
+def interpolate(checkpoint, pretrained, out, mode, steps, rows, classes, seed, truncation, device, overwrite) -> None:
+    """Interpolate between two noise vectors (--mode z) or two classes (--mode class), as a grid or a GIF."""
+    from sagan.checkpoint import load_generator
+    from sagan.distributed import resolve_device
+    from sagan.files import check_output
+    from sagan.sampling import interpolate as run_interpolation
+    from sagan.sampling import save_gif, save_grid
+
+    checkpoint = _source(checkpoint, pretrained)
+    if not out.lower().endswith((".png", ".gif")):
+        raise click.BadParameter("give a .png or .gif path", param_hint="--out")
+    check_output(out, overwrite)
+    try:
+        ends = tuple(int(c) for c in classes.split(","))
+    except ValueError:
+        ends = ()
+    if len(ends) != 2:
+        raise click.BadParameter(f"expects two classes like 0,9, got {classes!r}", param_hint="--classes")
+    G = load_generator(checkpoint, resolve_device(device))
+    frames = run_interpolation(G, rows, steps, mode, ends, truncation, seed)  # (steps, rows, C, R, R)
+    if out.lower().endswith(".gif"):
+        path = save_gif(frames, out, nrow=rows, overwrite=overwrite)
+    else:
+        path = save_grid(frames.transpose(0, 1).flatten(0, 1), out, nrow=steps, overwrite=overwrite)
+    click.echo(f"wrote {path}")
 
 
 @main.command()
@@ -229,7 +277,12 @@ def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size,
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", help="Reference split.")
 @click.option("--num", type=click.IntRange(min=2), default=10_000, help="Generated images (and real, see --num-real).")
 @click.option("--num-real", type=click.IntRange(min=2), default=None, help="Real images.  [default: --num]")
-@click.option("--metrics", default="fid,kid", help="Comma-separated: fid, kid, is, pr (precision/recall).")
+@click.option(
+    "--metrics",
+    default="fid,kid",
+    help="Comma-separated: fid, kid, is, pr (precision/recall on Inception features, k = 3), intra_fid (mean of "
+    "per-class FIDs), density, coverage (Naeem et al. 2020, k = 5).",
+)
 @click.option(
     "--inception",
     "inception_path",
@@ -246,6 +299,12 @@ def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size,
 @click.option("--seed", type=SEED, default=0, help="Seed of the noise and of the real subset.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", default=None, help="Also write the JSON to this file.")
+@click.option(
+    "--ref-stats",
+    default=None,
+    help="FID against a pytorch-fid .npz (mu, sigma) of reference statistics instead of --data's features.",
+)
+@click.option("--save-ref-stats", default=None, help="Write the real images' FID statistics to this .npz.")
 @_overwrite
 def evaluate(
     checkpoint,
@@ -262,9 +321,12 @@ def evaluate(
     seed,
     device,
     out,
+    ref_stats,
+    save_ref_stats,
     overwrite,
 ) -> None:
-    """FID / KID / IS (torch-fidelity, TF Inception features) of a generator or a folder of images; prints JSON."""
+    """FID / KID / IS / intra-FID / density / coverage (TF Inception features) of a generator or a folder of
+    images; prints JSON."""
     from sagan.distributed import resolve_device
     from sagan.metrics.evaluate import evaluate as run_eval
     from sagan.metrics.evaluate import parse_metrics
@@ -274,10 +336,13 @@ def evaluate(
         checkpoint = _source(checkpoint, pretrained)
     if (checkpoint is None) == (fake is None):
         raise click.UsageError("give exactly one of --checkpoint (or --pretrained) and --fake")
-    if out:
-        from sagan.files import check_output
+    from sagan.files import check_output
 
-        check_output(out, overwrite)
+    for path in (out, save_ref_stats):
+        if path:
+            check_output(path, overwrite)
+    if ref_stats and not Path(ref_stats).expanduser().is_file():
+        raise FileNotFoundError(f"no statistics file at {ref_stats}")
     names = parse_metrics(metrics)
     dev = resolve_device(device)
     channels = 3
@@ -297,7 +362,10 @@ def evaluate(
             raise click.UsageError("with --fake, give --data (the real images to compare with)")
         resolution = resolution or folder_resolution(fake)
     inception = Inception(inception_path, dev, with_logits="is" in names)
-    result = run_eval(source, data, names, num, resolution, channels, data_root, split, num_real, inception, seed=seed)
+    result = run_eval(
+        source, data, names, num, resolution, channels, data_root, split, num_real, inception, seed=seed,
+        ref_stats=ref_stats, save_ref_stats=save_ref_stats,
+    )  # fmt: skip
     text = json.dumps(result, indent=2)
     click.echo(text)
     if out:

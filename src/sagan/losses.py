@@ -32,3 +32,11 @@ def ns_g(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = {"hinge": (hinge_d, hinge_g), "ns": (ns_d, ns_g)}
+
+
+def lecam(d_real: torch.Tensor, d_fake: torch.Tensor, ema_real: torch.Tensor, ema_fake: torch.Tensor) -> torch.Tensor:
+    """LeCam regulariser (Tseng, Jiang, Liu, Yang, Yang, CVPR 2021), as its official code computes it:
+    E[relu(D(x) - a_F)^2] + E[relu(a_R - D(G(z)))^2], where a_R and a_F are moving averages of D's mean output on
+    real and generated images. It keeps D's outputs near the other side's average: D cannot push real and fake
+    apart without bound, which matters most on small data. Scalar; added to L_D with a weight (lecam_weight)."""
+    return F.relu(d_real - ema_fake).square().mean() + F.relu(ema_real - d_fake).square().mean()

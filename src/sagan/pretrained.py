@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from sagan.files import SaganError, atomic_folder
+from sagan.errors import SaganError
+from sagan.files import atomic_folder
 
 FORMAT = "sagan-pretrained"
 VERSION = 1
@@ -44,8 +45,43 @@ def resolve_pretrained(name_or_path: str | Path) -> Path:
     folder = Path(text).expanduser()
     if is_pretrained_folder(folder):
         return folder
+    if looks_like_repo_id(text) and not folder.exists():
+        return download_from_hub(text)
     names = ", ".join(shipped_names()) or "none"
-    raise SaganError(f"{text!r} is neither a shipped pretrained name ({names}) nor a pretrained folder")
+    raise SaganError(
+        f"{text!r} is neither a shipped pretrained name ({names}), a pretrained folder, nor a Hub repo id (owner/name)"
+    )
+
+
+def looks_like_repo_id(text: str) -> bool:
+    """owner/name, as Hugging Face Hub model repositories are named."""
+    parts = text.split("/")
+    if text.endswith((".pt", ".pth", ".ckpt", ".safetensors", ".json")):  # a checkpoint path, not a repository
+        return False
+    return len(parts) == 2 and all(p and p not in (".", "..") and " " not in p for p in parts)
+
+
+def download_from_hub(repo_id: str) -> Path:
+    """A pretrained folder from the Hugging Face Hub (config.json and model.safetensors only), via the optional
+    `huggingface_hub` package (pip install 'sagan[hub]'); one-line errors offline or without the package."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise SaganError(
+            f"{repo_id!r} looks like a Hub repo id; loading one needs huggingface_hub: pip install 'sagan[hub]'"
+        ) from None
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+    except Exception as e:  # noqa: BLE001  (offline, no such repo, no access: all one line for the user)
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise SaganError(
+            f"could not download {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: {first})"
+        ) from None
+    if not is_pretrained_folder(folder):
+        raise SaganError(
+            f"the Hub repo {repo_id!r} has no {CONFIG_NAME} and {WEIGHTS_NAME} of a sagan pretrained folder"
+        )
+    return folder
 
 
 def is_pretrained_folder(path: str | Path) -> bool:

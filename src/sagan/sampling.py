@@ -1,10 +1,12 @@
-"""Drawing images from a generator: fixed noise, class-balanced labels, grids and folders of PNGs."""
+"""Drawing images from a generator: fixed or truncated noise, class-balanced labels, latent and class
+interpolation, grids, GIFs and folders of PNGs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision.utils as vutils
 
 from sagan.files import atomic_folder, atomic_output
@@ -43,9 +45,106 @@ def generate(
     return torch.cat(out)
 
 
-def fixed_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
-    """Noise (n, z_dim) that depends on the seed alone."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+def fixed_noise(n: int, z_dim: int, seed: int, truncation: float | None = None) -> torch.Tensor:
+    """Noise (n, z_dim) that depends on the seed alone; with `truncation` T, every entry with |z| > T is drawn
+    again until none is (BigGAN's truncation trick: a standard normal truncated to [-T, T])."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=g)
+    if truncation is None:
+        return z
+    if not truncation > 0:
+        raise ValueError(f"truncation must be > 0, got {truncation}")
+    outside = z.abs() > truncation
+    while outside.any():
+        z[outside] = torch.randn(int(outside.sum()), generator=g)
+        outside = z.abs() > truncation
+    return z
+
+
+def sample(
+    G: torch.nn.Module,
+    n: int,
+    classes: int | list[int] | torch.Tensor | None = None,
+    truncation: float | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """n images (n, C, R, R) in [-1, 1] on the CPU from generator G (in eval mode).
+
+    classes: None (balanced: class i % K for image i), one class for all, or n labels; unconditional generators
+    take None. truncation: the truncation trick's threshold (None: plain N(0, 1) noise). seed: of the noise.
+    """
+    K = G.cfg.num_classes
+    if isinstance(classes, int):
+        y = make_labels(n, K, classes)
+    elif classes is None:
+        y = make_labels(n, K)
+    else:
+        y = torch.as_tensor(classes, dtype=torch.long)
+        if K == 0 or y.shape != (n,) or y.min() < 0 or y.max() >= K:
+            raise ValueError(f"classes must be {n} labels in [0, {K})" if K else "this generator is unconditional")
+    G.eval()
+    return generate(G, fixed_noise(n, G.cfg.z_dim, seed, truncation), y, batch_size)
+
+
+def lerp_path(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """`steps` points from a to b inclusive, linearly: (steps, *a.shape); the ends are a and b exactly."""
+    if steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    t = torch.linspace(0, 1, steps).view(-1, *([1] * a.dim()))
+    path = a[None] + t * (b - a)[None]
+    path[0], path[-1] = a, b
+    return path
+
+
+@torch.no_grad()
+def interpolate(
+    G: torch.nn.Module,
+    rows: int,
+    steps: int,
+    mode: str = "z",
+    classes: tuple[int, int] | None = None,
+    truncation: float | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Images (steps, rows, C, R, R) in [-1, 1]: `rows` interpolations of `steps` frames each.
+
+    mode "z": from noise z0 to z1 (one class per row, row r of class r mod K); mode "class": the same z, from
+    class classes[0] to classes[1] by mixing their conditional-BN embeddings (class weights (1 - t, t)).
+    The first and last frames equal direct samples of the end points.
+    """
+    K = G.cfg.num_classes
+    z0 = fixed_noise(rows, G.cfg.z_dim, seed, truncation)
+    G.eval()
+    device = next(G.parameters()).device
+    if mode == "z":
+        z1 = fixed_noise(rows, G.cfg.z_dim, seed + 1, truncation)
+        y = make_labels(rows, K)
+        frames = [generate(G, z, y) for z in lerp_path(z0, z1, steps)]
+    elif mode == "class":
+        if K == 0:
+            raise ValueError("class interpolation needs a conditional generator")
+        a, b = classes if classes is not None else (0, 1)
+        if not (0 <= a < K and 0 <= b < K):
+            raise ValueError(f"classes must be in [0, {K}), got {a} and {b}")
+        weights = lerp_path(F.one_hot(torch.tensor(a), K).float(), F.one_hot(torch.tensor(b), K).float(), steps)
+        frames = [G(z0.to(device), w.expand(rows, K).to(device)).float().cpu() for w in weights]
+    else:
+        raise ValueError(f"mode must be 'z' or 'class', got {mode!r}")
+    return torch.stack(frames)
+
+
+def save_gif(frames: torch.Tensor, path: str | Path, nrow: int = 8, ms_per_frame: int = 120, overwrite: bool = False):
+    """Frames (T, n, C, R, R) in [-1, 1] as an animated GIF, each frame a grid of the n images (atomically)."""
+    from PIL import Image
+
+    pictures = []
+    for frame in frames:
+        grid = vutils.make_grid(frame.add(1).div(2).clamp(0, 1), nrow=nrow, padding=2)
+        pictures.append(Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy()))
+    with atomic_output(path, overwrite) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=ms_per_frame, loop=0)
+    return Path(path).expanduser()
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, overwrite: bool = False) -> Path:

@@ -54,6 +54,12 @@ class Generator(nn.Module):
         """Attention blocks by name ("g<feature resolution>"), in forward order."""
         return {name: self.blocks[i] for i, name in self.attn_names.items()}
 
+    def sample(self, n: int, classes=None, truncation: float | None = None, seed: int = 0) -> torch.Tensor:
+        """n images (n, C, R, R) in [-1, 1] on the CPU, in eval mode; see `sagan.sampling.sample`."""
+        from sagan.sampling import sample
+
+        return sample(self, n, classes, truncation, seed)
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.cfg.num_classes > 0 and y is None:
             raise ValueError("this generator is conditional: pass class labels y")
