@@ -31,7 +31,17 @@ def real_batch(step: int, info) -> tuple[torch.Tensor, torch.Tensor]:
     return x[info.rank :: info.world_size], y[info.rank :: info.world_size]
 
 
+class PlainSGD(torch.optim.SGD):
+    """Stands in for Adam, whose normalisation turns rounding noise on parameters with a zero gradient (biases
+    before a BatchNorm; attention's out conv while gamma is 0) into whole learning-rate steps of either sign, so
+    that two correct computations of one gradient end up lr apart. SGD keeps rounding at rounding size."""
+
+    def __init__(self, params, lr, betas=None):
+        super().__init__(params, lr=lr)
+
+
 def train(sync_bn: bool, g_steps: bool, info) -> dict:
+    torch.optim.Adam = PlainSGD  # the Trainer's optimisers (see PlainSGD)
     cfg = TrainConfig(batch_size=BATCH, sync_bn=sync_bn, ema_start_step=1, ema_decay=0.5, seed=3)
     t = Trainer(MODEL, cfg, torch.device("cpu"), info)
     t.wrap()

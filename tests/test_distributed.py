@@ -40,7 +40,8 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, mode):
     """2 processes x batch 4 give the G, D and G_ema of 1 process x batch 8 after 3 steps: the batch is global,
     weights come from the seed alone, each rank takes its share of one noise stream, DDP averages gradients,
     and SyncBN normalises G over the global batch ("train-syncbn"); without SyncBN, D's updates alone agree
-    ("d-steps", G's BatchNorm in eval mode)."""
+    ("d-steps", G's BatchNorm in eval mode). The optimiser is plain SGD here (distributed_worker.PlainSGD: Adam
+    would blow rounding differences on zero-gradient parameters up to whole steps)."""
     one = _run(mode, tmp_path / "one.pt", 1, tmp_path / "c1")
     two = _run(mode, tmp_path / "two.pt", 2, tmp_path / "c2")
     _assert_same_states(one, two, atol=2e-5)

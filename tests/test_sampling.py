@@ -14,7 +14,9 @@ from sagan.sampling import fixed_noise, generate, interpolate, make_labels, samp
 @pytest.fixture(scope="module")
 def G():
     torch.manual_seed(0)
-    cfg = ModelConfig(arch="dcgan", num_classes=4, z_dim=16, g_channels=4, d_channels=4, g_attn_resolutions=(16,))
+    cfg = ModelConfig(
+        arch="dcgan", img_channels=1, num_classes=4, z_dim=16, g_channels=4, d_channels=8, g_attn_resolutions=(16,)
+    )
     return Generator(cfg).eval()
 
 

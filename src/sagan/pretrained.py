@@ -38,10 +38,7 @@ def resolve_pretrained(name_or_path: str | Path) -> Path:
     """The folder of a shipped name (e.g. "fashion-mnist") or a path to a pretrained folder; SaganError if none."""
     text = str(name_or_path)
     if text in SHIPPED:
-        folder = SHIPPED_ROOT / text
-        if not (folder / WEIGHTS_NAME).is_file():
-            raise SaganError(f"the pretrained {text!r} is not in this installation ({folder}); reinstall sagan")
-        return folder
+        return verify_shipped(text)
     folder = Path(text).expanduser()
     if is_pretrained_folder(folder):
         return folder
@@ -143,7 +140,9 @@ def file_sha256(path: str | Path) -> str:
 
 def verify_shipped(name: str) -> Path:
     """The shipped folder of `name` after checking its weights' SHA-256 against `SHIPPED`; SaganError if not."""
-    folder = resolve_pretrained(name)
+    folder = SHIPPED_ROOT / name
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise SaganError(f"the pretrained {name!r} is not in this installation ({folder}); reinstall sagan")
     digest = file_sha256(folder / WEIGHTS_NAME)
     if digest != SHIPPED[name]:
         raise SaganError(f"{folder / WEIGHTS_NAME} has SHA-256 {digest}, expected {SHIPPED[name]}: reinstall sagan")

@@ -19,6 +19,7 @@ from sagan.checkpoint import set_rng_state
 from sagan.config import ModelConfig, TrainConfig
 from sagan.ema import ema_update, standing_statistics
 from sagan.layers.norm import convert_sync_batchnorm
+from sagan.layers.spectral import power_iteration_frozen
 from sagan.losses import LOSSES, lecam
 from sagan.models import Discriminator, Generator
 
@@ -75,7 +76,7 @@ class Trainer:
             )
         self.augment = parse_policy(cfg.augment)
         self.lecam_ema = torch.zeros(2, device=device)  # moving averages of mean D(real), mean D(fake)
-        self.lecam_steps = torch.zeros((), dtype=torch.long, device=device)
+        self.lecam_steps = 0  # D updates with LeCam so far
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.scaler_G = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -136,7 +137,7 @@ class Trainer:
         chunks = self._chunks(x_real, y_real, z, y_fake)
         stats = torch.zeros(3, device=self.device)
         for i, (xr, yr, zc, yc) in enumerate(chunks):
-            with self._no_sync(self.D_train, last=i == len(chunks) - 1):
+            with self._no_sync(self.D_train, last=i == len(chunks) - 1), self._one_power_iteration(i):
                 with _autocast(self.device, cfg.amp):
                     with torch.no_grad():
                         x_fake = self.G(zc, yc).to(xr.dtype)
@@ -148,15 +149,15 @@ class Trainer:
                     d_real, d_fake = logits.chunk(2)
                     loss = self.d_loss_fn(d_real, d_fake)
                     if cfg.lecam_weight:
+                        if not self.lecam_steps:  # the averages start at the first batch's means, not at 0
+                            self.lecam_ema = torch.stack([d_real.mean(), d_fake.mean()]).detach()
                         loss = loss + cfg.lecam_weight * lecam(d_real, d_fake, *self.lecam_ema)
                 self.scaler_D.scale(loss / len(chunks)).backward()
             stats += torch.stack([loss, d_real.mean(), d_fake.mean()]).detach() / len(chunks)
         self.scaler_D.step(self.opt_D)
         self.scaler_D.update()
-        if cfg.lecam_weight:  # the moving averages of D's mean outputs (the first step sets them)
-            seen = self.lecam_steps > 0
-            self.lecam_ema = torch.where(seen, cfg.lecam_decay * self.lecam_ema + (1 - cfg.lecam_decay) * stats[1:],
-                                         stats[1:])  # fmt: skip
+        if cfg.lecam_weight:  # the moving averages of D's mean outputs
+            self.lecam_ema = cfg.lecam_decay * self.lecam_ema + (1 - cfg.lecam_decay) * stats[1:]
             self.lecam_steps += 1
         return stats
 
@@ -168,7 +169,7 @@ class Trainer:
         chunks = self._chunks(z, y_fake)
         total = torch.zeros((), device=self.device)
         for i, (zc, yc) in enumerate(chunks):
-            with self._no_sync(self.G_train, last=i == len(chunks) - 1):
+            with self._no_sync(self.G_train, last=i == len(chunks) - 1), self._one_power_iteration(i):
                 with _autocast(self.device, self.cfg.amp):
                     x_fake = self.G_train(zc, yc)
                     if self.augment:
@@ -180,6 +181,11 @@ class Trainer:
         self.scaler_G.update()
         self.D.requires_grad_(True)
         return total
+
+    def _one_power_iteration(self, micro_batch: int):
+        """Spectral norm's power iteration runs on the first micro-batch of an update only (see
+        `power_iteration_frozen`), so accumulation normalises G and D as one batch would."""
+        return power_iteration_frozen(self.G, self.D) if micro_batch else contextlib.nullcontext()
 
     @staticmethod
     def _no_sync(module, last: bool):
@@ -224,7 +230,7 @@ class Trainer:
         lecam_state = ckpt.get("lecam")
         if isinstance(lecam_state, dict) and torch.is_tensor(lecam_state.get("ema")):
             self.lecam_ema = lecam_state["ema"].to(self.device)
-            self.lecam_steps = lecam_state["steps"].to(self.device)
+            self.lecam_steps = int(lecam_state.get("steps", 0))
         for name in ("scaler_G", "scaler_D"):
             if ckpt[name] and self.cfg.amp == "fp16":  # empty when saved without fp16 (a forced change)
                 getattr(self, name).load_state_dict(ckpt[name])

@@ -77,16 +77,9 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d inside `module` by a SyncBatchNorm2d holding the same parameters and buffers
-    (same names, so checkpoints load either way); returns the module (changed in place below the root)."""
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm2d:
-            sync = SyncBatchNorm2d(
-                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
-            )
-            sync.load_state_dict(child.state_dict())
-            sync.train(child.training)
-            setattr(module, name, sync.to(next(child.buffers(), torch.zeros(())).device))
-        else:
-            convert_sync_batchnorm(child)
+    """Turn every BatchNorm2d inside `module` into a SyncBatchNorm2d in place: the class changes, the parameter
+    and buffer objects stay (an optimiser made before keeps updating them; checkpoints load either way)."""
+    for m in module.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = SyncBatchNorm2d
     return module

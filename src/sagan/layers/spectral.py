@@ -8,11 +8,12 @@ stored singular vectors belong to the initialised weight.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import torch.nn as nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils.parametrizations import _SpectralNorm, spectral_norm
 
 WEIGHTED = (nn.Conv2d, nn.Linear, nn.Embedding)
 
@@ -56,3 +57,19 @@ def apply_spectral_norm(
 def spectrally_normalised(module: nn.Module) -> list[nn.Module]:
     """Layers inside `module` whose weight carries a spectral-norm parametrisation."""
     return [m for m in weighted_layers(module) if parametrize.is_parametrized(m, "weight")]
+
+
+@contextlib.contextmanager
+def power_iteration_frozen(*modules: nn.Module):
+    """Within the context, training-mode forwards of `modules` use their stored singular vectors without another
+    power iteration (as in eval mode). Gradient accumulation runs one iteration per update, on its first
+    micro-batch, so that K micro-batches normalise by the same sigma as one batch would."""
+    norms = [m for module in modules for m in module.modules() if isinstance(m, _SpectralNorm)]
+    modes = [m.training for m in norms]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(norms, modes, strict=True):
+            m.train(mode)

@@ -275,9 +275,12 @@ def _is(fake: dict, real: dict | None, tag: str) -> dict:
 def _intra_fid(fake: dict, real: dict, tag: str) -> dict:
     """Mean over classes of the FID between the fakes and the real images of that class (StudioGAN's iFID)."""
     fake_y, real_y = fake["labels"], real["labels"]
-    per_class = [
-        fid_from_features(fake["2048"][fake_y == k], real["2048"][real_y == k]) for k in sorted(set(real_y.tolist()))
-    ]
+    per_class = []
+    for k in sorted(set(fake_y.tolist())):  # the generator's classes
+        f, r = fake["2048"][fake_y == k], real["2048"][real_y == k]
+        if len(f) < 2 or len(r) < 2:
+            raise SaganError(f"intra_fid: class {k} has {len(f)} generated and {len(r)} real images; need 2 or more")
+        per_class.append(fid_from_features(f, r))
     return {f"intra_fid{tag}": sum(per_class) / len(per_class)}
 
 
