@@ -6,7 +6,6 @@ cached by (dataset, split, resolution, channels, count, extractor)."""
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,10 +219,7 @@ def _collect(batches, inception: Inception, total: int, desc: str, keep_images: 
 
     info = info or DistInfo()
     mine = []
-    # Evaluations run for half an hour on a CPU: log files get a line every 30 s, not nothing.
-    bar = tqdm(batches, desc=f"{desc} ({total})", unit="batch", leave=False, disable=info.rank != 0,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
-    for b, x in bar:
+    for b, x in tqdm(batches, desc=f"{desc} ({total})", unit="batch", leave=False, disable=None):
         mine.append((b, inception.features([x]), x if keep_images else None))
     parts = sorted((p for rank_parts in all_gather_objects(mine, info) for p in rank_parts), key=lambda p: p[0])
     if not parts:
