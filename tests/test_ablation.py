@@ -99,6 +99,17 @@ def test_the_named_grids_match_the_issue():
     assert (models["sn-gd-equal"].train.lr_g, models["sn-gd-equal"].train.lr_d) == (1e-4, 1e-4)
     assert (models["sn-gd-ttur"].train.lr_g, models["sn-gd-ttur"].train.lr_d) == (1e-4, 4e-4)
     assert all(m.train.beta2 == 0.9 and m.train.steps == models["sn-d-equal"].train.steps for m in models.values())
+    aug = GRIDS["diffaugment"]
+    runs = {c: _resolve(aug, c, 0, (), "cpu").train for c in aug.configs}
+    assert runs["off"].augment == "" and runs["translation-cutout-color"].augment == "translation,cutout,color"
+    assert runs["off"].data_limit == runs["translation-cutout-color"].data_limit == 500 and aug.reference == "off"
+
+
+def test_the_cli_offers_every_named_grid():
+    from sagan.cli import main
+
+    (grid_arg,) = [p for p in main.commands["ablate"].params if p.name == "grid"]
+    assert list(grid_arg.type.choices) == list(GRIDS)
 
 
 def test_welch_significance():

@@ -4,6 +4,9 @@
   and D at its largest map (16 x 16). Same model otherwise, same step budget.
 - "sn-ttur" (the paper's Table 1 / Fig. 3): spectral norm in D only with equal learning rates (1e-4 / 1e-4);
   in G and D with equal rates; in G and D with TTUR (1e-4 / 4e-4). Adam betas (0, 0.9), as in the paper.
+- "diffaugment" (small data): DiffAugment off against on (translation, cutout, colour; Zhao et al. 2020), each run
+  training on a fixed set of only SMALL_DATA shapes images (the first of its seed's stream), so that D can
+  overfit them; FID is against images of seed 0's whole stream, almost all unseen in training.
 
 `run_grid` trains every configuration x seed as a normal run folder OUTDIR/CONFIG-seedK, one after the other (a
 finished run is skipped, an interrupted one resumed, a diverged one recorded and not retried), evaluates each
@@ -38,6 +41,7 @@ log = logging.getLogger("sagan")
 # Ablation runs: the demo model, a step budget that fits a CPU, fewer files than the demo writes.
 _COMMON = ("steps=2000", "log_every=50", "sample_every=500", "checkpoint_every=250", "snapshot_every=0")
 _PAPER_ADAM = ("beta1=0.0", "beta2=0.9")
+SMALL_DATA = 500  # images of the "diffaugment" grid's fixed training set
 COLLAPSED_STD = 0.05  # sample_std below this: the samples hardly vary (mode collapse)
 
 
@@ -81,6 +85,14 @@ GRIDS = {
             "sn-gd-ttur": ("lr_g=1e-4", "lr_d=4e-4"),
         },
         reference="sn-d-equal",
+    ),
+    "diffaugment": Grid(
+        "diffaugment",
+        f"DiffAugment off / on, {SMALL_DATA} training images, demo model on shapes",
+        "demo",
+        (*_COMMON, f"data_limit={SMALL_DATA}"),
+        {"off": (), "translation-cutout-color": ("augment=translation,cutout,color",)},
+        reference="off",
     ),
 }
 

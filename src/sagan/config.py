@@ -156,6 +156,7 @@ class TrainConfig:
     data_root: str = ""  # torchvision datasets; "" -> $SAGAN_DATA_ROOT, else ~/.cache/sagan/data
     download: bool = False
     unconditional: bool = False  # ignore the dataset's labels
+    data_limit: int = 0  # train on the first N images of the data only (0: all of them); small-data experiments
     hflip: bool = False  # random horizontal flips of real images
     outdir: str = "runs"
     steps: int = 100_000
@@ -209,6 +210,8 @@ class TrainConfig:
         from sagan.augment import parse_policy
 
         parse_policy(self.augment)
+        if self.data_limit < 0:
+            raise ValueError(f"data_limit must be >= 0 (0: all images), got {self.data_limit}")
         if self.explode_patience < 0:
             raise ValueError(f"explode_patience must be >= 0, got {self.explode_patience}")
         if self.snapshot_every < 0 or self.keep_snapshots < 0 or self.eval_every < 0 or self.eval_num < 2:
@@ -416,8 +419,8 @@ assert set(TRAIN_PRESETS) == set(MODEL_PRESETS)
 # - RESUME_APPLIED hyper-parameters are applied to the restored optimisers and EMA (and logged);
 # the rest (steps, intervals, evaluation, device, workers, paths) are bookkeeping and change freely.
 RESUME_BREAKING = (
-    "data", "batch_size", "d_steps", "seed", "hflip", "loss", "use_ema", "amp", "sync_bn", "grad_accumulation",
-    "augment", "lecam_weight", "lecam_decay",
+    "data", "data_limit", "batch_size", "d_steps", "seed", "hflip", "loss", "use_ema", "amp", "sync_bn",
+    "grad_accumulation", "augment", "lecam_weight", "lecam_decay",
 )  # fmt: skip
 RESUME_APPLIED = ("lr_g", "lr_d", "beta1", "beta2", "ema_decay", "ema_start_step", "ema_rampup")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))

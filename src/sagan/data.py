@@ -87,6 +87,17 @@ def load_dataset(
     return ImageFolderDataset(name, resolution, channels, scan)
 
 
+def first_images(dataset: Dataset, n: int) -> Dataset:
+    """The first `n` images of `dataset` (in its own order) as a dataset of the same kind where it has one."""
+    if not 0 < n <= len(dataset):
+        raise ValueError(f"data_limit {n} needs a dataset of at least that many images; this one has {len(dataset)}")
+    if isinstance(dataset, TensorImages):
+        return TensorImages(dataset.images[:n], dataset.labels[:n])
+    if isinstance(dataset, ShapesDataset):
+        return ShapesDataset(dataset.resolution, length=n, seed=dataset.seed, supersample=dataset.supersample)
+    return torch.utils.data.Subset(dataset, range(n))
+
+
 def to_8bit(im: Image.Image, channels: int) -> Image.Image:
     """An image as 8-bit "L" (channels 1) or "RGB" (3), converted by bit depth: 16-bit images ("I;16", "I": PNG,
     TIFF) are scaled to 8 bits, where PIL's own convert() would clip everything above 255 to white."""

@@ -28,7 +28,14 @@ from torch.utils.data import DataLoader
 from sagan import distributed as dist_utils
 from sagan.checkpoint import FORMAT_VERSION, prune_snapshots, rng_state, save_atomic
 from sagan.config import RESUME_APPLIED, RESUME_BREAKING, Resolved
-from sagan.data import TORCHVISION, InfiniteSampler, TensorImages, load_dataset, scan_image_folder
+from sagan.data import (
+    TORCHVISION,
+    InfiniteSampler,
+    TensorImages,
+    first_images,
+    load_dataset,
+    scan_image_folder,
+)
 from sagan.errors import DivergedError, SaganError
 from sagan.rundir import FileLog, MetricsLog, RunLock, create_run_dir, write_config
 from sagan.sampling import fixed_noise, generate, make_labels, save_grid
@@ -82,6 +89,8 @@ def make_loader(resolved: Resolved, dist, device: torch.device, consumed: int):
     dataset = load_dataset(
         cfg.data, mc.resolution, mc.img_channels, cfg.data_root, cfg.download, seed=cfg.seed, scan=scan
     )
+    if cfg.data_limit:
+        dataset = first_images(dataset, cfg.data_limit)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"dataset has {len(dataset)} images, fewer than one (global) batch")
     if cfg.batch_size % dist.world_size:
