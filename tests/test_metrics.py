@@ -191,7 +191,7 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript, caplo
     assert len(list((tmp_path / "cache").iterdir())) == 1  # reference features cached
     refused = runner.invoke(main, args)  # --out exists: never replaced unless asked
     assert refused.exit_code == 1 and "already exists" in refused.output
-    again = json.loads(runner.invoke(main, [*args, "--overwrite"], catch_exceptions=False).output)
+    again = json.loads(runner.invoke(main, [*args, "--overwrite"], catch_exceptions=False).stdout)
     assert again["metrics"]["fid20"] == pytest.approx(m["fid20"], rel=1e-9)  # deterministic, from the cache
     assert json.loads((tmp_path / "m.json").read_text()) == again
     # A folder of generated PNGs gives the same FID as the generator itself.
@@ -216,8 +216,8 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript, caplo
         catch_exceptions=False,
     )
     assert folder.exit_code == 0, folder.output
-    assert json.loads(folder.output)["protocol"]["resolution"] == 32  # taken from the images
-    fid_folder = json.loads(folder.output)["metrics"]["fid20"]
+    assert json.loads(folder.stdout)["protocol"]["resolution"] == 32  # taken from the images
+    fid_folder = json.loads(folder.stdout)["metrics"]["fid20"]
     assert fid_folder == pytest.approx(m["fid20"], rel=0.02)
     # A broken or hostile cache entry is recomputed with a warning, never fatal, never run.
     (entry,) = (tmp_path / "cache" / "metrics").iterdir()
@@ -411,3 +411,25 @@ def test_evaluate_against_saved_statistics_and_intra_fid_end_to_end(tmp_path, mo
     again = evaluate(G, "shapes", ["fid"], 60, 32, 3, inception=PixelFeatures(), ref_stats=tmp_path / "ref.npz")
     assert again["metrics"]["fid60"] == pytest.approx(m["fid60"], rel=1e-9)
     assert again["protocol"]["fid_reference"].endswith("ref.npz")
+
+
+def test_an_evaluation_outside_a_terminal_logs_its_progress(monkeypatch, caplog):
+    """Where stderr is no terminal (nohup, a log file) tqdm draws nothing, so a half-hour evaluation would be
+    silent: it logs how far it is instead, every PROGRESS_EVERY_S seconds."""
+    import logging
+
+    import sagan.metrics.evaluate as ev
+
+    class Features:  # what Inception.features gives, without the network
+        def features(self, batches):
+            (x,) = batches
+            return {"2048": torch.zeros(len(x), 2048)}
+
+    monkeypatch.setattr(ev, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # no terminal, even under pytest -s
+    batches = ((b, torch.zeros(5, 3, 8, 8, dtype=torch.uint8)) for b in range(4))
+    with caplog.at_level(logging.INFO, logger="sagan"):
+        feats, _ = ev._collect(batches, Features(), 20, "real images", keep_images=False)
+    assert feats["2048"].shape == (20, 2048)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("real images: ")]
+    assert [line.split(",")[0] for line in lines] == [f"real images: {n} of 20" for n in (5, 10, 15, 20)]

@@ -344,6 +344,7 @@ def evaluate(
     if ref_stats and not Path(ref_stats).expanduser().is_file():
         raise FileNotFoundError(f"no statistics file at {ref_stats}")
     names = parse_metrics(metrics)
+    _setup_logging()  # progress lines on stderr when it is not a terminal; the JSON alone goes to stdout
     dev = resolve_device(device)
     channels = 3
     if checkpoint:

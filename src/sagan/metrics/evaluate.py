@@ -6,6 +6,7 @@ cached by (dataset, split, resolution, channels, count, extractor)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from sagan.metrics.math import (
 )
 
 log = logging.getLogger("sagan")
+PROGRESS_EVERY_S = 60.0  # seconds between progress lines of an evaluation outside a terminal
 METRICS = ("fid", "kid", "is", "pr", "intra_fid", "density", "coverage")
 PROTOCOL_VERSION = 1  # part of every reference-feature cache key: bump it when the protocol changes
 
@@ -219,8 +221,20 @@ def _collect(batches, inception: Inception, total: int, desc: str, keep_images: 
 
     info = info or DistInfo()
     mine = []
-    for b, x in tqdm(batches, desc=f"{desc} ({total})", unit="batch", leave=False, disable=None):
+    bar = tqdm(batches, desc=f"{desc} ({total})", unit="batch", leave=False, disable=None)  # a bar on a terminal
+    # Elsewhere (nohup, a log file) a line a minute: an evaluation runs for half an hour on a CPU.
+    lines = bar.disable and info.is_main
+    start = last = time.perf_counter()
+    done = 0
+    for b, x in bar:
         mine.append((b, inception.features([x]), x if keep_images else None))
+        done += len(x) * info.world_size
+        if lines and time.perf_counter() - last >= PROGRESS_EVERY_S:
+            last = time.perf_counter()
+            rate = done / (last - start)
+            log.info(
+                "%s: %d of %d, %.1f img/s, about %.0f min left", desc, done, total, rate, (total - done) / rate / 60
+            )
     parts = sorted((p for rank_parts in all_gather_objects(mine, info) for p in rank_parts), key=lambda p: p[0])
     if not parts:
         raise SaganError(f"no {desc} to evaluate")
