@@ -103,6 +103,7 @@ def test_the_named_grids_match_the_issue():
     runs = {c: _resolve(aug, c, 0, (), "cpu").train for c in aug.configs}
     assert runs["off"].augment == "" and runs["translation-cutout-color"].augment == "translation,cutout,color"
     assert runs["off"].data_limit == runs["translation-cutout-color"].data_limit == 500 and aug.reference == "off"
+    assert runs["off"].steps == runs["translation-cutout-color"].steps == 1000
 
 
 def test_the_cli_offers_every_named_grid():

@@ -90,7 +90,7 @@ GRIDS = {
         "diffaugment",
         f"DiffAugment off / on, {SMALL_DATA} training images, demo model on shapes",
         "demo",
-        (*_COMMON, f"data_limit={SMALL_DATA}"),
+        ("steps=1000", *_COMMON[1:], f"data_limit={SMALL_DATA}"),  # 64 passes over the data; ~7 min a run
         {"off": (), "translation-cutout-color": ("augment=translation,cutout,color",)},
         reference="off",
     ),
