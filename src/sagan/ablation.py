@@ -39,7 +39,8 @@ from sagan.files import write_text
 log = logging.getLogger("sagan")
 
 # Ablation runs: the demo model, a step budget that fits a CPU, fewer files than the demo writes.
-_COMMON = ("steps=2000", "log_every=50", "sample_every=500", "checkpoint_every=250", "snapshot_every=0")
+_INTERVALS = ("log_every=50", "sample_every=500", "checkpoint_every=250", "snapshot_every=0")
+_COMMON = ("steps=2000", *_INTERVALS)
 _PAPER_ADAM = ("beta1=0.0", "beta2=0.9")
 SMALL_DATA = 500  # images of the "diffaugment" grid's fixed training set
 COLLAPSED_STD = 0.05  # sample_std below this: the samples hardly vary (mode collapse)
@@ -90,7 +91,7 @@ GRIDS = {
         "diffaugment",
         f"DiffAugment off / on, {SMALL_DATA} training images, demo model on shapes",
         "demo",
-        ("steps=1000", *_COMMON[1:], f"data_limit={SMALL_DATA}"),  # 64 passes over the data; ~7 min a run
+        ("steps=1000", *_INTERVALS, f"data_limit={SMALL_DATA}"),  # 64 passes over the data; ~6 min a run here
         {"off": (), "translation-cutout-color": ("augment=translation,cutout,color",)},
         reference="off",
     ),
