@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _harness import measure, ratio, run_isolated  # noqa: E402
@@ -51,11 +52,15 @@ class NaiveAttention(nn.Module):
 
 class ReferenceAttention(SelfAttention2d):
     """The peers' formulation of the same block (StudioGAN's and BigGAN-PyTorch's `Attention`): the variant's
-    convs, widths, pooling and spectral norm, and the map by bmm + softmax over the last dim."""
+    convs, widths, pooling and spectral norm, one conv per projection, the map by bmm + softmax over the last
+    dim, and the output conv scaled by gamma and added to x."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
-        theta, phi, g = self.qkv(x)  # (B, d, N), (B, d, M), (B, e, M)
+        theta, phi, g = self.query(x), self.key(x), self.value(x)  # three convs, two pools, as the peers do
+        if self.pool:
+            phi, g = F.max_pool2d(phi, 2), F.max_pool2d(g, 2)
+        theta, phi, g = theta.flatten(2), phi.flatten(2), g.flatten(2)  # (B, d, N), (B, d, M), (B, e, M)
         beta = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)  # (B, N, M)
         o = torch.bmm(g, beta.transpose(1, 2)).view(B, -1, H, W)  # (B, e, N) -> (B, e, H, W)
         return x + self.gamma * self.out(o)

@@ -116,6 +116,27 @@ def test_float64_stays_float64(block, fast_route):
     assert torch.autograd.gradcheck(lambda t: block(t), (small,))
 
 
+def test_channels_last_input_gives_the_same_output_and_gradients_in_its_own_format(block, fast_route):
+    """The residual's matrix product has a branch per memory format: both compute the formula, and a
+    channels-last input gets a channels-last output (the next conv keeps its fast layout)."""
+    block = block.double()  # eval mode: no power iteration, the same weights for both formats
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    y_ref, _ = reference(block, x)
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xi = x.clone().contiguous(memory_format=fmt).requires_grad_()
+        y = block(xi)
+        assert y.is_contiguous(memory_format=fmt)
+        torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
+        block.zero_grad()
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        weights = [getattr(block, n).parametrizations.weight.original for n in ("query", "key", "value", "out")]
+        grads.append([xi.grad, block.gamma.grad] + [w.grad for w in weights])
+    for a, b in zip(*grads, strict=True):
+        assert a is not None and a.abs().sum() > 0
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_gamma_zero_is_identity_and_gamma_gets_gradient(variant):
     torch.manual_seed(0)

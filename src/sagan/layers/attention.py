@@ -70,28 +70,53 @@ class SelfAttention2d(nn.Module):
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Project x: (B, C, H, W) to q: (B, d_qk, N), k: (B, d_qk, M), v: (B, d_v, M); M = N/4 if pooled.
 
-        Channels first, as the 1x1 convs produce them: flattening the positions is a view, no copy.
+        One 1x1 conv with the three (spectrally normalised) weights stacked computes q, k and v together, and
+        one 2x2 max-pool pools k and v together: the same linear maps as three convs and two pools, in one
+        larger matrix product that reads x once (and one for its gradient). Channels first, as the conv
+        produces them: the slices and the flattening of the positions are views, no copy.
         """
         if self.pool and (x.shape[-2] % 2 or x.shape[-1] % 2):
             raise ValueError(f"the official variant pools 2x2 and needs even H and W, got {tuple(x.shape[-2:])}")
-        k, v = self.key(x), self.value(x)
+        d = self.query.out_channels
+        qkv = F.conv2d(x, torch.cat([self.query.weight, self.key.weight, self.value.weight]))
+        q, kv = qkv[:, :d], qkv[:, d:]
         if self.pool:
-            k, v = F.max_pool2d(k, 2), F.max_pool2d(v, 2)
-        return self.query(x).flatten(2), k.flatten(2), v.flatten(2)
+            kv = F.max_pool2d(kv, 2)
+        return q.flatten(2), kv[:, :d].flatten(2), kv[:, d:].flatten(2)
+
+    def residual(self, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """y = x + gamma * out(o) for o: (B, d_v, N), in the memory format of x.
+
+        Outside autocast, one batched matrix product that accumulates into x (`baddbmm`) with gamma folded into
+        the out weight, instead of a conv, a scaling and an addition over the whole map. Under autocast the conv
+        runs in low precision and the residual sum stays in the precision of x, as autocast intends.
+        """
+        B, C, H, W = x.shape
+        if _autocast_enabled(x.device.type) or not (x.is_contiguous() or _channels_last(x)):
+            return x + self.gamma * self.out(o.reshape(B, -1, H, W))
+        w = (self.gamma * self.out.weight.flatten(1)).to(o.dtype)  # (C, d_v)
+        if x.is_contiguous():  # NCHW: y (B, C, N) = x + w @ o
+            return torch.baddbmm(x.view(B, C, H * W), w.expand(B, -1, -1), o).view(B, C, H, W)
+        # channels last: y^T (B, N, C) = x^T + o^T @ w^T, a channels-last view of (B, C, H, W)
+        y_t = torch.baddbmm(x.permute(0, 2, 3, 1).reshape(B, H * W, C), o.transpose(1, 2), w.t().expand(B, -1, -1))
+        return y_t.view(B, H, W, C).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor, return_attn: bool = False):
         """x: (B, C, H, W) -> y: (B, C, H, W); with return_attn also the map (B, N, M), rows summing to 1.
 
         Without return_attn the fast path runs (`fast_attention`); with it, the explicit path.
         """
-        B, _, H, W = x.shape
         q, k, v = self.qkv(x)
         if return_attn:
             o, attn = explicit_attention(q, k, v)
         else:
             o = fast_attention(q, k, v)
-        y = x + self.gamma * self.out(o.reshape(B, -1, H, W))  # (B, d_v, N) -> (B, d_v, H, W), a view when dense
+        y = self.residual(x, o)
         return (y, attn) if return_attn else y
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _autocast_enabled(device_type: str) -> bool:
