@@ -4,6 +4,7 @@ and two reference formulations written here from the formula:
 - `reference-*`: what the peers' SAGAN blocks do (StudioGAN, BigGAN-PyTorch, mimicry): the same block (same widths,
   pooling and convs as the variant) with the map materialised by bmm + softmax in the usual orientation;
 - `naive`: the common public implementation (heykeetae): full N x N map, value of width C, no pooling.
+Both are in benchmarks/_peers.py.
 
     python benchmarks/attention.py --quick            # CPU, small grid, a few minutes on 2 cores
     python benchmarks/attention.py --device cuda      # full grid on a GPU
@@ -23,48 +24,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _harness import measure, ratio, run_isolated  # noqa: E402
+from _peers import NaiveAttention, ReferenceAttention  # noqa: E402
 from sagan.layers.attention import SelfAttention2d, fast_path_kernel  # noqa: E402
-
-
-class NaiveAttention(nn.Module):
-    """The common public implementation: full N x N map via bmm and softmax, value of width C, no pooling."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.query = nn.Conv2d(channels, channels // 8, 1)
-        self.key = nn.Conv2d(channels, channels // 8, 1)
-        self.value = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        q = self.query(x).view(B, -1, H * W).permute(0, 2, 1)  # (B, N, C/8)
-        k = self.key(x).view(B, -1, H * W)  # (B, C/8, N)
-        attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, N, N)
-        o = torch.bmm(self.value(x).view(B, -1, H * W), attn.permute(0, 2, 1)).view(B, C, H, W)
-        return self.gamma * o + x
-
-
-class ReferenceAttention(SelfAttention2d):
-    """The peers' formulation of the same block (StudioGAN's and BigGAN-PyTorch's `Attention`): the variant's
-    convs, widths, pooling and spectral norm, one conv per projection, the map by bmm + softmax over the last
-    dim, and the output conv scaled by gamma and added to x."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, _, H, W = x.shape
-        theta, phi, g = self.query(x), self.key(x), self.value(x)  # three convs, two pools, as the peers do
-        if self.pool:
-            phi, g = F.max_pool2d(phi, 2), F.max_pool2d(g, 2)
-        theta, phi, g = theta.flatten(2), phi.flatten(2), g.flatten(2)  # (B, d, N), (B, d, M), (B, e, M)
-        beta = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)  # (B, N, M)
-        o = torch.bmm(g, beta.transpose(1, 2)).view(B, -1, H, W)  # (B, e, N) -> (B, e, H, W)
-        return x + self.gamma * self.out(o)
-
 
 IMPLS = {
     "fast-official": lambda c: SelfAttention2d(c, "official"),

@@ -84,6 +84,41 @@ def bench_step(
     return ms, mib, counter.get_total_flops() / 1e9
 
 
+def bench_peer_step(
+    model: dict, option: str, batch: int, device: str, steps: int, warmup: int, threads: int = 0
+) -> tuple[float, float, float]:
+    """bench_step for the peers' formulation of the same networks and iteration (benchmarks/_peers.py)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from _peers import PeerTrainer, peer_models
+    from sagan.models import Discriminator, Generator
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    cfg = ModelConfig(**model)
+    torch.manual_seed(0)
+    G, D = Generator(cfg).to(dev), Discriminator(cfg).to(dev)
+    peer_models(G, D)
+    if OPTIONS[option].get("channels_last"):
+        G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    t = PeerTrainer(G, D, cfg.z_dim, cfg.num_classes, batch)
+    C, R, K = cfg.img_channels, cfg.resolution, cfg.num_classes
+    x = torch.rand(batch, C, R, R, device=dev) * 2 - 1
+    if OPTIONS[option].get("channels_last"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, K, (batch,), device=dev) if K else None
+
+    def step() -> None:
+        t.d_step(x, y)
+        t.g_step()
+
+    ms, mib = measure(step, dev, steps, warmup)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return ms, mib, counter.get_total_flops() / 1e9
+
+
 def bench_gemm(device: str, threads: int = 0, n: int = 2048) -> tuple[float, float, float]:
     """(ms per n^3 fp32 matmul, 0, GFLOP of it): the machine's matrix-multiply rate, the roofline's ceiling."""
     if threads:
@@ -148,6 +183,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per case")
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all cases; figures are medians")
     ap.add_argument("--no-loop", action="store_true", help="skip the `sagan train` loop rows")
+    ap.add_argument("--no-peer", action="store_true", help="skip the peers' formulation rows")
     ap.add_argument("--baseline", default=None, metavar="REV", help="also time the bare step of this git revision")
     ap.add_argument("--max-seconds", type=float, default=900.0, help="time limit of each case")
     ap.add_argument("--child-step", default=None, help=argparse.SUPPRESS)  # internal: one bench_step, JSON out
@@ -171,15 +207,16 @@ def main() -> None:
     )
     print(
         "| model | px | options | threads | what | images/s | peak GiB | GFLOP | GFLOP/s | of GEMM | vs fp32 "
-        "| vs bare step | vs baseline |"
+        "| vs bare step | vs peer | vs baseline |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for preset in presets:
         px = MODEL_PRESETS[preset]["resolution"]
         data = TRAIN_PRESETS[preset].get("data", "shapes")
         data = data if data in ("mnist", "fashion-mnist") else "shapes"  # offline and held in memory
         cases = [(o, n, "step") for o in options for n in args.threads]
         cases += [] if args.no_loop else [(o, n, "loop") for o in options for n in args.threads]
+        cases += [] if args.no_peer else [(o, n, "peer") for o in options for n in args.threads]
         cases += [("fp32", args.threads[0], f"step @ {args.baseline}")] if args.baseline else []
         results: dict[tuple, list] = {c: [] for c in cases}
         for _ in range(args.rounds):
@@ -189,6 +226,9 @@ def main() -> None:
                 if what == "step":
                     case = (model, option, args.batch, args.device, steps, warmup, threads)
                     r = run_isolated(bench_step, case, args.max_seconds)
+                elif what == "peer":
+                    case = (model, option, args.batch, args.device, steps, warmup, threads)
+                    r = run_isolated(bench_peer_step, case, args.max_seconds)
                 elif what == "loop":
                     case = (model, option, args.batch, args.device, steps, steps, threads, data)
                     r = run_isolated(bench_loop, case, args.max_seconds)
@@ -201,11 +241,12 @@ def main() -> None:
             status, ms, mib, gflop = (tuple(row) + (None,) * 4)[:4]
             head = f"| {preset} | {px} | {option} | {threads or 'default'} | {what}"
             if status != "ok":
-                print(f"{head} | {status} | | | | | | | |", flush=True)
+                print(f"{head} | {status} | | | | | | | | |", flush=True)
                 continue
             fp32 = rows.get(("fp32", threads, what)) if option != "fp32" else None
             bare = rows.get((option, threads, "step")) if what == "loop" else None
             base = rows.get(("fp32", threads, f"step @ {args.baseline}")) if what == "step" else None
+            peer = rows.get((option, threads, "peer")) if what == "step" else None
             mem = "-" if mib != mib else f"{mib / 1024:.2f}"  # NaN: not measured (the loop)
             flops = (bare or row)[3] if what == "loop" else gflop  # the loop does the bare step's work
             roof = (
@@ -213,7 +254,7 @@ def main() -> None:
                 if flops is None or flops != flops
                 else (f"{flops:.1f} | {flops / ms * 1000:.1f} | {flops / ms * 1000 / gemm_rate:.0%}")
             )
-            ratios = " | ".join(_speedup(other, ms) for other in (fp32, bare, base))
+            ratios = " | ".join(_speedup(other, ms) for other in (fp32, bare, peer, base))
             print(f"{head} | {args.batch * 1000 / ms:.2f} | {mem} | {roof} | {ratios} |", flush=True)
 
 

@@ -3,7 +3,7 @@ and the plain conv stages of the DCGAN backbone that many public SAGANs use (e.g
 
 Resampling is folded into the convolutions next to it. Each fold is the same linear map as the textbook order,
 computed with fewer multiplications and without the resampled tensor (float64 tests check both against it):
-- nearest 2x upsampling then a 3x3 conv = four 2x2 convs at the low resolution, one per output phase
+- nearest 2x upsampling then a 3x3 conv = one 4x4 transposed conv with stride 2 at the low resolution
   (`upsample_conv3x3`: 16 instead of 36 taps per 2x2 output pixels);
 - a 3x3 conv then 2x2 average pooling = one 4x4 conv with stride 2 (`conv3x3_avgpool`: 16 taps per output pixel
   instead of 36);
@@ -21,27 +21,28 @@ import torch.nn.functional as F
 
 from sagan.layers.norm import ConditionalBatchNorm2d
 
-# Row (and column) taps of the 3x3 kernel that land on the low-resolution pixels i-1, i (phase 0) and i, i+1
-# (phase 1) once the input is upsampled: phase 0 sees rows (w0, w1 + w2), phase 1 sees (w0 + w1, w2).
-_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+# Row (and column) taps of the 3x3 kernel that a 4x4 stride-2 transposed conv applies: an input row i reaches
+# output rows 2i - 1 + k for k = 0..3, and nearest upsampling then a 3x3 conv gives output row 2i + a the input rows
+# i - 1 + a and i + a with the taps (w0, w1 + w2) for a = 0 and (w0 + w1, w2) for a = 1. Row k of this matrix is
+# the 3x3 rows that make the transposed conv's tap k.
+_UPSAMPLE_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
 def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """conv(nearest_upsample_2x(x)) for a 3x3 conv with padding 1: (B, C, H, W) -> (B, O, 2H, 2W).
 
-    Output pixel (2i + a, 2j + b) sees only the low-resolution pixels rows i - 1 + a .. i + a, columns
-    j - 1 + b .. j + b, with kernel taps summed where the upsampled copies repeat: four 2x2 convs.
+    Output pixel (2i + a, 2j + b) sees only the low-resolution rows i - 1 + a .. i + a and columns
+    j - 1 + b .. j + b, with the kernel taps summed where the upsampled copies repeat: one 4x4 transposed conv
+    with stride 2 (4 taps per output pixel and input channel instead of 9), whose kernel is the 3x3 one with
+    its rows and columns combined by `_UPSAMPLE_TAPS`. One op: no padded copies of x and no interleaving of
+    output phases, and the memory format of x is kept. Measured fwd+bwd on 2 CPU cores, batch 64, against four
+    2x2 convs, one per output phase: 0.63-0.77x the time for the DCGAN stages of `fashion-mnist-cpu` (256 -> 128
+    channels at 4 px to 64 -> 32 at 16 px), 0.85-1.01x at 256 -> 256 channels, 4 to 16 px.
     """
     w = conv.weight  # (O, C, 3, 3); a parametrised (spectrally normalised) weight is computed once here
-    taps = _PHASE_TAPS.to(w)
-    kernels = torch.einsum("apr,bqs,ocrs->abocpq", taps, taps, w)  # (2, 2, O, C, 2, 2)
-    B, _, H, W = x.shape
-    rows = []
-    for a in (0, 1):
-        # Phase (a, b) reads rows i - 1 + a, i + a: pad one row above for a = 0, below for a = 1 (same for columns).
-        cols = [F.conv2d(F.pad(x, (1 - b, b, 1 - a, a)), kernels[a, b], conv.bias) for b in (0, 1)]
-        rows.append(torch.stack(cols, dim=-1))  # (B, O, H, W, 2): column phase last
-    return torch.stack(rows, dim=3).reshape(B, -1, 2 * H, 2 * W)  # (B, O, H, 2, W, 2) -> (B, O, 2H, 2W)
+    taps = _UPSAMPLE_TAPS.to(w)
+    kernel = torch.einsum("kr,ls,ocrs->cokl", taps, taps, w)  # (C, O, 4, 4), conv_transpose2d's layout
+    return F.conv_transpose2d(x, kernel, conv.bias, stride=2, padding=1)
 
 
 def add_upsampled(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,7 @@ class DBlock(nn.Module):
 class DCGBlock(nn.Module):
     """DCGAN generator stage: (c)BN-ReLU-up2-conv3, no shortcut (the up-sampling folded into the conv).
 
-    The same cost as DCGAN's 4x4 stride-2 transposed conv (four taps per output pixel and input channel) without
+    DCGAN's 4x4 stride-2 transposed conv, with a kernel made from the 3x3 one (`upsample_conv3x3`), so without
     its checkerboard pattern. x: (B, in_channels, H, W), y: (B,) or None -> (B, out_channels, 2H, 2W).
     """
 
