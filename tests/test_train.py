@@ -322,6 +322,32 @@ def test_resume_applies_changed_hyperparameters(tmp_path):
     assert "changed on resume: lr_g 0.0002 -> 0.0005" in (run / "log.txt").read_text()
 
 
+def test_adam_runs_multi_tensor_also_after_resuming_a_checkpoint_that_stored_none(tmp_path):
+    """foreach is how the update is computed, not state: a checkpoint saved with torch's default (None, a loop over
+    the parameters on CPU) resumes with the multi-tensor update."""
+    from sagan.config import TrainConfig
+    from sagan.trainer import Trainer
+
+    t = Trainer(ModelConfig(g_channels=4, d_channels=4, num_classes=2), TrainConfig(batch_size=4), torch.device("cpu"))
+    assert all(g["foreach"] is True for opt in (t.opt_G, t.opt_D) for g in opt.param_groups)
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    run = only_run(tmp_path / "runs")
+    ckpt = load_checkpoint(run)
+    for name in ("opt_G", "opt_D"):
+        for group in ckpt[name]["param_groups"]:
+            group["foreach"] = None
+    torch.save(ckpt, run / "checkpoints" / "latest.pt")
+    run_cli(["train", "--resume", str(run), "--steps", "3"])
+    assert all(g["foreach"] is True for g in load_checkpoint(run)["opt_G"]["param_groups"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc")
+def test_the_cpu_malloc_cache_applies_on_glibc():
+    from sagan.trainer import keep_freed_memory
+
+    assert keep_freed_memory()
+
+
 def test_resume_refuses_a_changed_batch_size_unless_forced(tmp_path):
     run_cli(tiny_args(tmp_path / "runs", steps=2))
     run = only_run(tmp_path / "runs")
