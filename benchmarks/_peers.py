@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from sagan.layers.attention import SelfAttention2d  # noqa: E402
-from sagan.layers.blocks import DBlock, GBlock  # noqa: E402
+from sagan.layers.blocks import DBlock, DCGBlock, GBlock  # noqa: E402
 
 
 class NaiveAttention(nn.Module):
@@ -46,8 +46,14 @@ class NaiveAttention(nn.Module):
 
 
 class ReferenceAttention(SelfAttention2d):
-    """The peers' formulation of the same block: the variant's convs, widths, pooling and spectral norm, one conv
-    per projection, the map by bmm + softmax over the last dim, and the output conv scaled by gamma and added."""
+    """The peers' formulation of the same block: the variant's convs, widths, pooling and initialisation, torch's
+    spectral-norm parametrisation, one conv per projection, the map by bmm + softmax over the last dim, and the
+    output conv scaled by gamma and added."""
+
+    def __init__(self, channels: int, variant: str = "official", sn_eps: float = 1e-6, **kwargs) -> None:
+        super().__init__(channels, variant, spectral_norm=False, **kwargs)
+        for conv in (self.query, self.key, self.value, self.out):
+            nn.utils.parametrizations.spectral_norm(conv, eps=sn_eps)
 
     def forward(self, x: torch.Tensor, return_attn: bool = False) -> torch.Tensor:
         B, _, H, W = x.shape
@@ -70,6 +76,13 @@ class PeerGBlock(GBlock):
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+class PeerDCGBlock(DCGBlock):
+    """The DCGAN stage as upsampling models write it: cBN-ReLU, nearest 2x upsampling, conv3."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv(F.interpolate(F.relu(self.bn(x, y)), scale_factor=2, mode="nearest"))
+
+
 class PeerDBlock(DBlock):
     """StudioGAN's `DiscOptBlock` (the first, no pre-activation: the shortcut pools, then convolves) and
     `DiscBlock` (ReLU-conv3-ReLU-conv3-avgpool; the shortcut convolves, then pools)."""
@@ -87,7 +100,7 @@ class PeerDBlock(DBlock):
         return h + s
 
 
-_PEER_CLASSES = {GBlock: PeerGBlock, DBlock: PeerDBlock, SelfAttention2d: ReferenceAttention}
+_PEER_CLASSES = {GBlock: PeerGBlock, DCGBlock: PeerDCGBlock, DBlock: PeerDBlock, SelfAttention2d: ReferenceAttention}
 
 
 def peer_models(G: nn.Module, D: nn.Module, spectral_norm: bool = True) -> None:

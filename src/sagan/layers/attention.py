@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sagan.layers.spectral import apply_spectral_norm, init_weights
+from sagan.layers.spectral import autocast_enabled as _autocast_enabled
 
 
 class SelfAttention2d(nn.Module):
@@ -117,13 +118,6 @@ class SelfAttention2d(nn.Module):
 
 def _channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
-    except TypeError:
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def explicit_attention(
