@@ -6,7 +6,7 @@ and two reference formulations written here from the formula:
 - `naive`: the common public implementation (heykeetae): full N x N map, value of width C, no pooling.
 Both are in benchmarks/_peers.py.
 
-    python benchmarks/attention.py --quick            # CPU, small grid, a few minutes on 2 cores
+    python benchmarks/attention.py --quick            # CPU, maps 8..64, a few minutes on 2 cores
     python benchmarks/attention.py --device cuda      # full grid on a GPU
 
 Each case runs in a forked child process (benchmarks/_harness.py): an out-of-memory is reported as OOM, a case
@@ -73,7 +73,7 @@ def _combine(rounds: list[tuple]) -> tuple:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--quick", action="store_true", help="small grid: maps 16..64, batch 4, for a CPU check")
+    ap.add_argument("--quick", action="store_true", help="small grid: maps 8..64, batch 4, for a CPU check")
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="feature map sizes (H = W)")
     ap.add_argument("--batches", type=int, nargs="+", default=None)
     ap.add_argument("--channels", type=int, default=None, help="C (default 64 on CPU, 256 on CUDA)")
@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=150.0, help="time limit of each case (warm-up + repeats)")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
-    sizes = args.sizes or ([16, 32, 64] if args.quick else [16, 32, 64, 128])
+    sizes = args.sizes or ([8, 16, 32, 64] if args.quick else [8, 16, 32, 64, 128])
     batches = args.batches or ([4] if args.quick else ([16, 64] if cuda else [1, 4, 16]))
     channels = args.channels or (256 if cuda else 64)
     repeats = args.repeats or (2 if args.quick else (20 if cuda else 3))

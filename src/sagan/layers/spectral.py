@@ -84,8 +84,9 @@ class _DivideBySigma(torch.autograd.Function):
 class SpectralNorm(_SpectralNorm):
     """torch's spectral-norm parametrisation (same buffers `_u`, `_v`, same state-dict keys, same power method
     and sigma = u^T W v) with fewer operations per call: the power iteration normalises in place, and W / sigma
-    is one autograd function (`_DivideBySigma`). Measured fwd+bwd of one (128, 256) weight on 2 CPU cores:
-    see docs/benchmarks.md; the attention block at small maps is where this shows."""
+    is one autograd function (`_DivideBySigma`). Measured fwd+bwd per weight on 2 CPU cores: 94 against 108 us
+    for (32, 64), 175 against 226 us for (128, 256), 1.12 against 1.64 ms for (256, 2304). It shows where the
+    layers are small: the attention block at 8 x 8 and 16 x 16 maps runs four of them."""
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if weight.ndim == 1 or self.dim != 0:
