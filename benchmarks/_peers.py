@@ -123,13 +123,20 @@ def peer_models(G: nn.Module, D: nn.Module, spectral_norm: bool = True) -> None:
 
 class PeerTrainer:
     """One D update and one G update as StudioGAN's SAGAN iteration runs them (hinge loss, 1 D step): fresh noise
-    for each, D on the real and the fake batch in two forwards, per-parameter Adam (its CPU default)."""
+    for each, D on the real and the fake batch in two forwards, per-parameter Adam (its CPU default); with `amp`,
+    under autocast in that precision."""
 
-    def __init__(self, G: nn.Module, D: nn.Module, z_dim: int, num_classes: int, batch: int, lr: float = 2e-4):
-        self.G, self.D, self.z_dim, self.num_classes, self.batch = G, D, z_dim, num_classes, batch
+    def __init__(
+        self, G: nn.Module, D: nn.Module, z_dim: int, num_classes: int, batch: int, lr: float = 2e-4, amp: str = "none"
+    ):
+        self.z_dim, self.num_classes, self.batch = z_dim, num_classes, batch
         self.opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.999))
         self.opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.0, 0.999))
         G.train(), D.train()
+        self.G, self.D = G, D
+        device = next(G.parameters()).device.type
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        self.autocast = lambda: torch.autocast(device, dtype=dtype, enabled=amp != "none")
 
     def _noise(self, device):
         z = torch.randn(self.batch, self.z_dim, device=device)
@@ -139,9 +146,11 @@ class PeerTrainer:
     def d_step(self, x_real: torch.Tensor, y_real: torch.Tensor | None) -> None:
         self.opt_D.zero_grad()
         z, y_fake = self._noise(x_real.device)
-        with torch.no_grad():
-            x_fake = self.G(z, y_fake)
-        loss = F.relu(1 - self.D(x_real, y_real)).mean() + F.relu(1 + self.D(x_fake, y_fake)).mean()
+        with self.autocast():
+            with torch.no_grad():
+                x_fake = self.G(z, y_fake)
+            d_real, d_fake = self.D(x_real, y_real).float(), self.D(x_fake, y_fake).float()
+            loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
         loss.backward()
         self.opt_D.step()
 
@@ -149,7 +158,8 @@ class PeerTrainer:
         self.opt_G.zero_grad()
         self.D.requires_grad_(False)
         z, y_fake = self._noise(next(self.G.parameters()).device)
-        loss = -self.D(self.G(z, y_fake), y_fake).mean()
+        with self.autocast():
+            loss = -self.D(self.G(z, y_fake), y_fake).float().mean()
         loss.backward()
         self.opt_G.step()
         self.D.requires_grad_(True)

@@ -1,6 +1,7 @@
-"""Benchmark SAGAN training: the bare step (one D update + one G update, the library's `Trainer`) and the whole
-`sagan train` loop on the same model (data loading, EMA, statistics, logging), optionally against the bare step
-of another git revision measured in the same run.
+"""Benchmark SAGAN training: the bare step (one D update + one G update, the library's `Trainer`), the whole
+`sagan train` loop on the same model (data loading, EMA, statistics, logging), the same iteration as the peers
+compute it (`peer` rows: StudioGAN's SAGAN iteration on the same networks and options, benchmarks/_peers.py),
+and optionally the bare step of another git revision, all measured in the same run.
 
     python benchmarks/train_step.py --quick                     # CPU: the cifar10 model (StudioGAN's CIFAR-10
                                                                 # SAGAN), batch 64: step and loop
@@ -87,7 +88,8 @@ def bench_step(
 def bench_peer_step(
     model: dict, option: str, batch: int, device: str, steps: int, warmup: int, threads: int = 0
 ) -> tuple[float, float, float]:
-    """bench_step for the peers' formulation of the same networks and iteration (benchmarks/_peers.py)."""
+    """bench_step for the peers' formulation of the same networks and iteration (benchmarks/_peers.py), with the
+    same options (channels last, autocast, torch.compile of G and D)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from _peers import PeerTrainer, peer_models
@@ -100,9 +102,12 @@ def bench_peer_step(
     torch.manual_seed(0)
     G, D = Generator(cfg).to(dev), Discriminator(cfg).to(dev)
     peer_models(G, D)
-    if OPTIONS[option].get("channels_last"):
+    opts = OPTIONS[option]
+    if opts.get("channels_last"):
         G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    t = PeerTrainer(G, D, cfg.z_dim, cfg.num_classes, batch)
+    t = PeerTrainer(G, D, cfg.z_dim, cfg.num_classes, batch, amp=opts.get("amp", "none"))
+    if opts.get("compile"):
+        t.G, t.D = torch.compile(G), torch.compile(D)
     C, R, K = cfg.img_channels, cfg.resolution, cfg.num_classes
     x = torch.rand(batch, C, R, R, device=dev) * 2 - 1
     if OPTIONS[option].get("channels_last"):
@@ -193,8 +198,9 @@ def main() -> None:
         return
     cuda = args.device.startswith("cuda")
     presets = args.presets or (["cifar10"] if args.quick else ["cifar10", "imagenet64", "imagenet128-official"])
-    # bf16 convolutions run far slower than fp32 on CPUs without bf16 matrix units: bf16 rows on GPUs only.
-    options = args.options or (list(OPTIONS) if cuda else ["fp32", "fp32+cl"])
+    # bf16 convolutions run far slower than fp32 on CPUs without bf16 matrix units (AMX): there no bf16 rows.
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    options = args.options or (list(OPTIONS) if cuda else ["fp32", "fp32+cl"] + (["bf16+cl"] if amx else []))
     steps = args.steps or (20 if cuda else 3)
     warmup = 3 if cuda else 1
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()

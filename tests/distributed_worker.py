@@ -36,8 +36,8 @@ class PlainSGD(torch.optim.SGD):
     before a BatchNorm; attention's out conv while gamma is 0) into whole learning-rate steps of either sign, so
     that two correct computations of one gradient end up lr apart. SGD keeps rounding at rounding size."""
 
-    def __init__(self, params, lr, betas=None):
-        super().__init__(params, lr=lr)
+    def __init__(self, params, lr, betas=None, foreach=None):
+        super().__init__(params, lr=lr, foreach=foreach)
 
 
 def train(sync_bn: bool, g_steps: bool, info) -> dict:
