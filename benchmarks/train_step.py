@@ -18,8 +18,8 @@ fresh interpreter on its own source tree), in --rounds rounds; figures are media
 
 Roofline: GFLOP is one step's floating-point work as `torch.utils.flop_counter` counts it (convolutions, matrix
 products, attention; elementwise ops are not counted), GFLOP/s that work per second, and "of GEMM" its fraction
-of the machine's fp32 matrix-multiply rate (a 2048^3 matmul, measured in the same run): how close to the limit
-of the arithmetic each step runs.
+of the machine's matrix-multiply rate in the step's precision (a 2048^3 matmul in fp32, and in bf16 for the bf16
+rows, measured in the same run): how close to the limit of the arithmetic each step runs.
 """
 
 from __future__ import annotations
@@ -124,12 +124,13 @@ def bench_peer_step(
     return ms, mib, counter.get_total_flops() / 1e9
 
 
-def bench_gemm(device: str, threads: int = 0, n: int = 2048) -> tuple[float, float, float]:
-    """(ms per n^3 fp32 matmul, 0, GFLOP of it): the machine's matrix-multiply rate, the roofline's ceiling."""
+def bench_gemm(device: str, threads: int = 0, n: int = 2048, dtype: str = "fp32") -> tuple[float, float, float]:
+    """(ms per n^3 matmul in `dtype`, 0, GFLOP of it): the machine's matrix-multiply rate, the roofline's ceiling."""
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    kind = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = torch.randn(n, n, device=dev, dtype=kind), torch.randn(n, n, device=dev, dtype=kind)
     ms, _ = measure(lambda: torch.mm(a, b), dev, 5, 2)
     return ms, 0.0, 2 * n**3 / 1e9
 
@@ -204,12 +205,14 @@ def main() -> None:
     steps = args.steps or (20 if cuda else 3)
     warmup = 3 if cuda else 1
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
-    gemm = _median([run_isolated(bench_gemm, (args.device, max(args.threads)), args.max_seconds)])
-    gemm_rate = gemm[3] / gemm[1] * 1000 if gemm[0] == "ok" else float("nan")  # GFLOP/s
+    gemm_rate = {}  # GFLOP/s by precision: fp32, and bf16 where bf16 rows run (their roofline)
+    for dtype in ["fp32"] + (["bf16"] if any(o.startswith("bf16") for o in options) else []):
+        gemm = _median([run_isolated(bench_gemm, (args.device, max(args.threads), 2048, dtype), args.max_seconds)])
+        gemm_rate[dtype] = gemm[3] / gemm[1] * 1000 if gemm[0] == "ok" else float("nan")
     print(
         f"# training step | device {args.device} ({name}) | torch {torch.__version__} | batch {args.batch} | "
         f"{steps} timed steps | threads {torch.get_num_threads()} by default | median of {args.rounds} rounds | "
-        f"fp32 GEMM {gemm_rate:.1f} GFLOP/s"
+        + " | ".join(f"{k} GEMM {v:.1f} GFLOP/s" for k, v in gemm_rate.items())
     )
     print(
         "| model | px | options | threads | what | images/s | peak GiB | GFLOP | GFLOP/s | of GEMM | vs fp32 "
@@ -258,7 +261,7 @@ def main() -> None:
             roof = (
                 "- | - | -"
                 if flops is None or flops != flops
-                else (f"{flops:.1f} | {flops / ms * 1000:.1f} | {flops / ms * 1000 / gemm_rate:.0%}")
+                else (f"{flops:.1f} | {flops / ms * 1000:.1f} | {flops / ms * 1000 / gemm_rate[option[:4]]:.0%}")
             )
             ratios = " | ".join(_speedup(other, ms) for other in (fp32, bare, peer, base))
             print(f"{head} | {args.batch * 1000 / ms:.2f} | {mem} | {roof} | {ratios} |", flush=True)
