@@ -88,8 +88,9 @@ class SelfAttention2d(nn.Module):
     def residual(self, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """y = x + gamma * out(o) for o: (B, d_v, N), in the memory format of x.
 
-        Outside autocast, one batched matrix product that accumulates into x (`baddbmm`) with gamma folded into
-        the out weight, instead of a conv, a scaling and an addition over the whole map. Under autocast the conv
+        Outside autocast, one matrix product that accumulates into x (`baddbmm` per sample for NCHW, `addmm` over
+        all positions for channels last) with gamma folded into the out weight, instead of a conv, a scaling and an
+        addition over the whole map. Under autocast the conv
         runs in low precision and the residual sum stays in the precision of x, as autocast intends.
         """
         B, C, H, W = x.shape
@@ -98,8 +99,11 @@ class SelfAttention2d(nn.Module):
         w = (self.gamma * self.out.weight.flatten(1)).to(o.dtype)  # (C, d_v)
         if x.is_contiguous():  # NCHW: y (B, C, N) = x + w @ o
             return torch.baddbmm(x.view(B, C, H * W), w.expand(B, -1, -1), o).view(B, C, H, W)
-        # channels last: y^T (B, N, C) = x^T + o^T @ w^T, a channels-last view of (B, C, H, W)
-        y_t = torch.baddbmm(x.permute(0, 2, 3, 1).reshape(B, H * W, C), o.transpose(1, 2), w.t().expand(B, -1, -1))
+        # Channels last: y^T (B N, C) = x^T + o^T @ w^T over all positions of the batch in one matrix product (o^T
+        # is copied, x^T is a view), a channels-last view of (B, C, H, W). Measured fwd+bwd on 2 CPU cores: 0.6-0.9x
+        # the time of the per-sample products for N <= 256, within a few % above.
+        o_t = o.transpose(1, 2).reshape(B * H * W, -1)
+        y_t = torch.addmm(x.permute(0, 2, 3, 1).reshape(B * H * W, C), o_t, w.t())
         return y_t.view(B, H, W, C).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor, return_attn: bool = False):
