@@ -6,7 +6,7 @@ harness, with the same weights and widths.
   per projection, 2x2 max-pooling of keys and values one at a time, the map by bmm + softmax over its last dim,
   the output conv scaled by gamma and added to x.
 - `NaiveAttention`: the common public implementation (heykeetae): full N x N map, value of width C, no pooling.
-- `peer_models` / `peer_trainer`: StudioGAN's SAGAN training iteration on our models' weights: nearest
+- `peer_models` / `PeerTrainer`: StudioGAN's SAGAN training iteration on our models' weights: nearest
   upsampling then 3x3 conv in G's blocks, conv then average pooling in D's, `ReferenceAttention`, spectral norm
   by `torch.nn.utils.spectral_norm` (forward pre-hooks, a power iteration per forward), D called on the real
   and the fake batch one after the other, `torch.optim.Adam` with its defaults.

@@ -90,8 +90,8 @@ class SelfAttention2d(nn.Module):
 
         Outside autocast, one matrix product that accumulates into x (`baddbmm` per sample for NCHW, `addmm` over
         all positions for channels last) with gamma folded into the out weight, instead of a conv, a scaling and an
-        addition over the whole map. Under autocast the conv
-        runs in low precision and the residual sum stays in the precision of x, as autocast intends.
+        addition over the whole map. Under autocast the conv runs in low precision and the residual sum stays in
+        the precision of x, as autocast intends.
         """
         B, C, H, W = x.shape
         if _autocast_enabled(x.device.type) or not (x.is_contiguous() or _channels_last(x)):
