@@ -6,9 +6,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from sagan.checkpoint import load_checkpoint, load_generator
+from sagan.checkpoint import load_checkpoint
 from sagan.cli import main
 from sagan.config import ModelConfig
+from sagan.loading import load_generator
 from sagan.models import Generator
 from tests.conftest import only_run, run_cli, tiny_args
 
@@ -41,7 +42,7 @@ def test_pretrained_folder_round_trip(tmp_path):
     import json
 
     import sagan
-    from sagan.checkpoint import load_discriminator
+    from sagan.loading import load_discriminator
 
     run_cli(tiny_args(tmp_path / "runs", steps=2))
     run = only_run(tmp_path / "runs")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sagan import losses
-from sagan.checkpoint import load_discriminator, load_generator
 from sagan.config import ModelConfig, Resolved, TrainConfig, resolve
 from sagan.layers import ConditionalBatchNorm2d, SelfAttention2d
+from sagan.loading import load_discriminator, load_generator
 from sagan.models import Discriminator, Generator
 
 __version__ = "0.1.0"

@@ -243,7 +243,7 @@ def train_minutes(run_dir: Path) -> float:
 @torch.no_grad()
 def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None) -> dict:
     """Metrics of a run's final EMA generator (class-balanced samples, noise seed 0) and its training time."""
-    from sagan.checkpoint import load_generator
+    from sagan.loading import load_generator
     from sagan.metrics.evaluate import generated_batches
     from sagan.metrics.math import mirror_colour_gap, mirror_iou, symmetry_error
 
@@ -413,7 +413,7 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    from sagan.checkpoint import load_generator
+    from sagan.loading import load_generator
     from sagan.metrics.evaluate import generated_batches
 
     panels = []

@@ -8,3 +8,9 @@ class SaganError(Exception):
 
 class DivergedError(SaganError):
     """Training produced non-finite losses or weights, or losses that kept exploding."""
+
+
+def first_line(e: BaseException) -> str:
+    """`Type: first line of the message` (at most 200 characters of it), for one-line errors that wrap another."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__

@@ -6,7 +6,7 @@ A pretrained folder holds two files:
     model.safetensors  the EMA generator's tensors under "G.", and the discriminator's under "D." if included
 
 No pickle is involved in writing or reading one. `sagan export --format pretrained` writes it from a training
-checkpoint; `load_generator` / `load_discriminator` in `sagan.checkpoint` read it, by path or, for the folders
+checkpoint; `load_generator` / `load_discriminator` in `sagan.loading` read it, by path or, for the folders
 shipped in `sagan/pretrained/`, by name (`SHIPPED`).
 """
 
@@ -20,6 +20,7 @@ import torch
 
 from sagan.errors import SaganError
 from sagan.files import atomic_folder
+from sagan.weights import load_safetensors, save_safetensors
 
 FORMAT = "sagan-pretrained"
 VERSION = 1
@@ -93,9 +94,6 @@ def is_pretrained_folder(path: str | Path) -> bool:
 
 def read_pretrained(folder: str | Path, part: str) -> tuple[dict, dict[str, torch.Tensor], dict]:
     """(model config dict, state dict of `part` ("G" or "D"), whole config) of a pretrained folder."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(folder).expanduser()
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     try:
@@ -106,10 +104,7 @@ def read_pretrained(folder: str | Path, part: str) -> tuple[dict, dict[str, torc
         raise SaganError(f"{config_path} is not a sagan pretrained config (format {FORMAT!r})")
     if not isinstance(config.get("version"), int) or config["version"] > VERSION:
         raise SaganError(f"{config_path} has format version {config.get('version')!r}; this sagan reads {VERSION}")
-    try:
-        tensors = load_file(str(weights_path))
-    except SafetensorError as e:
-        raise SaganError(f"cannot read {weights_path}: {str(e).splitlines()[0][:200]}") from None
+    tensors = load_safetensors(weights_path)
     prefix = f"{part}."
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not state:
@@ -122,8 +117,6 @@ def save_pretrained(
     out: str | Path, model: dict, generator: dict, discriminator: dict | None, info: dict | None = None
 ) -> Path:
     """Write a pretrained folder `out` (new or empty) with the generator's and optionally D's state dicts."""
-    from sagan.checkpoint import save_safetensors
-
     tensors = {f"G.{k}": v.contiguous() for k, v in generator.items()}
     tensors.update({f"D.{k}": v.contiguous() for k, v in (discriminator or {}).items()})
     config = {"format": FORMAT, "version": VERSION, "model": model, **(info or {})}

@@ -1,0 +1,5 @@
+"""`python -m sagan.cli`: the same as the `sagan` command."""
+
+from sagan.cli import main
+
+main()
