@@ -192,25 +192,6 @@ def test_torchvision_sets_are_held_in_memory_as_the_pil_path_gives_them(fashion_
         assert torch.equal(xb[0], ref[9999][0]) and yb.tolist() == [ref[9999][1], ref[0][1]]
 
 
-def test_memory_batches_follow_the_sampler_like_the_data_loader():
-    """Training batches an in-memory set by indexing; the batches equal a DataLoader's over the same sampler
-    stream (so resuming either way continues the same data order), also after a resume at `start`."""
-    from torch.utils.data import DataLoader
-
-    from sagan.training_loop import memory_batches
-
-    torch.manual_seed(0)
-    ds = TensorImages(torch.randint(0, 256, (23, 1, 4, 4), dtype=torch.uint8), torch.randint(0, 10, (23,)))
-    for start in (0, 17):
-        fast = memory_batches(ds, InfiniteSampler(23, seed=3, start=start), 5)
-        slow = iter(DataLoader(ds, batch_size=5, sampler=InfiniteSampler(23, seed=3, start=start), drop_last=True))
-        for _ in range(7):  # crosses epoch boundaries
-            (x, y), (x_ref, y_ref) = next(fast), next(slow)
-            assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
-    with pytest.raises(ValueError, match="uint8"):
-        TensorImages(torch.zeros(2, 1, 4, 4), torch.zeros(2))
-
-
 def test_hostile_processed_file_of_a_torchvision_set_is_one_line_and_never_runs(tmp_path):
     """torchvision's MNIST classes load legacy processed/*.pt files (weights_only=True): a pickle planted there
     is refused with one line naming the folder, and its code never runs."""
@@ -233,34 +214,3 @@ def test_hostile_processed_file_of_a_torchvision_set_is_one_line_and_never_runs(
         with pytest.raises(SaganError) as e:
             load_dataset("fashion-mnist", 32, 1, str(tmp_path))
     assert "\n" not in str(e.value) and "FashionMNIST" in str(e.value) and not marker.exists()
-
-
-def test_data_limit_trains_on_the_first_images_only(tmp_path):
-    """`data_limit=N`: every training batch comes from the dataset's first N images, for the in-memory sets,
-    shapes and image folders alike; a limit beyond the data is a clear error."""
-    from sagan.config import resolve
-    from sagan.data import first_images
-    from sagan.distributed import DistInfo
-    from sagan.training_loop import make_loader
-
-    resolved = resolve("demo", {"device": "cpu", "batch_size": 4}, ["data_limit=6"])
-    loader = make_loader(resolved, DistInfo(), torch.device("cpu"), consumed=0)
-    first = ShapesDataset(32, seed=0)
-    allowed = torch.stack([first[i][0] for i in range(6)])
-    batches = iter(loader)
-    seen = torch.cat([next(batches)[0] for _ in range(6)])  # 24 images: four passes over the 6
-    assert all((allowed == x).flatten(1).all(1).any() for x in seen)  # each image is one of the first 6
-    assert len({tuple(x.flatten()[:64].tolist()) for x in seen}) == 6  # and over 3+ epochs all 6 appear
-
-    memory = TensorImages(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).repeat(1, 1, 2, 2), torch.arange(10))
-    assert first_images(memory, 3).labels.tolist() == [0, 1, 2]
-    folder = tmp_path / "flat"
-    folder.mkdir()
-    for i in range(5):
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
-    limited = first_images(ImageFolderDataset(folder, 8), 2)
-    assert len(limited) == 2 and torch.equal(limited[1][0], ImageFolderDataset(folder, 8)[1][0])
-    with pytest.raises(ValueError, match="data_limit 11 needs a dataset of at least that many images; this one has 10"):
-        first_images(memory, 11)
-    with pytest.raises(ValueError, match="data_limit must be >= 0"):
-        resolve("demo", {}, ["data_limit=-1"])

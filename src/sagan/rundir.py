@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import sys
 from pathlib import Path
 
 from sagan.errors import SaganError
@@ -148,3 +150,53 @@ class RunLock:
             fcntl.flock(self.file, fcntl.LOCK_UN)
             self.file.close()
             self.file = None
+
+
+class RunFolder:
+    """A training run's folder on rank 0, for the life of the run: the next free OUTDIR/NNNNN-PRESET, a new folder
+    the caller names, or the resumed run's; locked (`RunLock`), with checkpoints/, config.json, log.txt,
+    metrics.jsonl and a progress bar. `close` removes a folder this run created if the run failed before its
+    first checkpoint, so a failed start leaves nothing behind."""
+
+    def __init__(self, path: Path | None, outdir: str, preset: str, config: dict, start_step: int, resumed: bool):
+        self.path, self.created = (Path(path) if path else None), False
+        self.metrics = self.file_log = self.bar = self.lock = None
+        if self.path is None:
+            self.path, self.created = create_run_dir(outdir, preset), True
+        elif not resumed:  # a new run in a folder the caller names: it must not exist yet
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir()  # FileExistsError (an OSError: one line in the CLI) if it does
+            self.created = True
+        try:
+            self.lock = RunLock(self.path).acquire()  # before anything in the folder is touched
+            (self.path / "checkpoints").mkdir(exist_ok=True)
+            write_config(self.path, config)
+            self.file_log = FileLog(self.path).__enter__()
+            self.metrics = MetricsLog(self.path, start_step)
+        except BaseException:
+            self.close(failed=True, saved=False)
+            raise
+
+    def open_progress_bar(self, start_step: int, total_steps: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # few lines in log files
+        )
+
+    def close(self, failed: bool, saved: bool) -> None:
+        """Close the logs and the lock; `failed` before anything was `saved`: remove a folder this run created."""
+        for closing in (self.bar, self.metrics):
+            if closing is not None:
+                closing.close()
+        if self.file_log is not None:
+            self.file_log.__exit__()
+        if failed and self.created and not saved:
+            shutil.rmtree(self.path, ignore_errors=True)
+            log.warning("removed %s: the run failed before its first checkpoint", self.path)
+        if self.lock is not None:
+            self.lock.release()
