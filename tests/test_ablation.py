@@ -6,7 +6,8 @@ import json
 import pytest
 
 import sagan.training_loop
-from sagan.ablation import GRIDS, Grid, _resolve, run_grid, welch_significant
+from sagan.ablation import GRIDS, Grid, run_grid, welch_significant
+from sagan.ablation.runner import _resolve
 from sagan.checkpoint import load_checkpoint
 from sagan.errors import SaganError
 from tests.conftest import TINY_SETS
@@ -43,7 +44,7 @@ def test_grid_trains_evaluates_writes_tables_and_skips_finished_runs(tmp_path, m
     assert (out / "samples.png").stat().st_size > 1000
     # A rerun trains nothing and evaluates nothing: it reads the stored results.
     monkeypatch.setattr(sagan.training_loop, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
-    monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("evaluated again"))
+    monkeypatch.setattr("sagan.ablation.runner.evaluate_run", lambda *a, **k: pytest.fail("evaluated again"))
     assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == rows
 
 
@@ -55,7 +56,7 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tmp_path):
         run_grid(TINY, out, seeds=[0], extra_sets=("lr_g=1e-3",), device="cpu", sym_num=8, fid_num=0)
     with pytest.raises(SaganError, match="steps 2 \\(asked: 4\\)"):  # finished at 2: its result is of 2 steps
         run_grid(TINY, out, seeds=[0], extra_sets=("steps=4",), device="cpu", sym_num=8, fid_num=0)
-    with pytest.raises(SaganError, match="other sample counts than symmetry_fake16"):
+    with pytest.raises(SaganError, match="other sample counts than sample_std16"):
         run_grid(TINY, out, seeds=[0], device="cpu", sym_num=16, fid_num=0)
 
 
@@ -136,7 +137,9 @@ def test_a_stopped_run_is_not_recorded_as_finished(tmp_path, monkeypatch):
         return real_train(cut, resume=resume, run_dir=run_dir)
 
     monkeypatch.setattr(sagan.training_loop, "train", stopped_after_one_step)
-    monkeypatch.setattr("sagan.ablation.evaluate_run", lambda *a, **k: pytest.fail("an unfinished run was evaluated"))
+    monkeypatch.setattr(
+        "sagan.ablation.runner.evaluate_run", lambda *a, **k: pytest.fail("an unfinished run was evaluated")
+    )
     assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == []
     assert not (out / "attn-seed0.json").exists() and not (out / "none-seed0").exists()
     assert load_checkpoint(out / "attn-seed0")["step"] == 1
@@ -144,3 +147,41 @@ def test_a_stopped_run_is_not_recorded_as_finished(tmp_path, monkeypatch):
     rows = run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0)
     assert [r["status"] for r in rows] == ["finished", "finished"]
     assert load_checkpoint(out / "attn-seed0")["step"] == 2
+
+
+def test_real_data_grid_scores_fid_and_kid_against_its_split(
+    tmp_path, monkeypatch, fashion_mnist_root, inception_torchscript
+):
+    """A grid on Fashion-MNIST (as fm-attention, tiny): no shape measures; FID and KID of the final EMA generator
+    against `fid_real` images of the grid's split, equal to what `sagan evaluate` gives for the same counts."""
+    from sagan.loading import load_generator
+    from sagan.metrics.evaluate import evaluate
+    from sagan.metrics.inception import Inception
+
+    monkeypatch.setenv("SAGAN_DATA_ROOT", str(fashion_mnist_root))
+    grid = Grid(
+        "tiny-fm",
+        "a real-data test grid",
+        "fashion-mnist-cpu",
+        (*TINY_SETS, "steps=2", "batch_size=4", "eval_every=0"),
+        {"none": ("g_attn_resolutions=", "d_attn_resolutions=")},
+        reference="none",
+        eval_split="test",
+        fid_real=30,
+    )
+    out = tmp_path / "grid"
+    (row,) = run_grid(
+        grid, out, seeds=[0], device="cpu", sym_num=8, fid_num=20, inception_path=str(inception_torchscript)
+    )
+    assert row["status"] == "finished" and "symmetry_fake8" not in row and row["sample_std8"] > 0
+    G = load_generator(out / "none-seed0")
+    expected = evaluate(G, "fashion-mnist", ["fid", "kid"], 20, 32, 1, split="test", num_real=30,
+                        inception=Inception(str(inception_torchscript)), seed=0)["metrics"]  # fmt: skip
+    assert row["fid20"] == pytest.approx(expected["fid20"]) and row["kid20"] == pytest.approx(expected["kid20"])
+    assert expected["fid20"] > 0
+
+
+def test_cli_offers_every_grid():
+    from sagan.cli import main
+
+    assert set(main.commands["ablate"].params[0].type.choices) == set(GRIDS)

@@ -56,7 +56,7 @@ def _describe(param: click.Parameter) -> str:
 PRESET_OPTION = "--preset choice:" + "|".join(PRESETS) + " default='demo'"  # presets come and go
 EXPECTED = {
     "ablate": [
-        "grid choice:attention|sn-ttur|diffaugment default='-' required",
+        "grid choice:attention|sn-ttur|diffaugment|fm-attention default='-' required",
         "--outdir text default=None",
         "--seeds text default='0,1,2'",
         "--device text default='auto'",

@@ -47,7 +47,7 @@ def plot(run_dirs, out, metric, overwrite) -> None:
 
 
 @click.command()
-@click.argument("grid", type=click.Choice(["attention", "sn-ttur", "diffaugment"]))
+@click.argument("grid", type=click.Choice(["attention", "sn-ttur", "diffaugment", "fm-attention"]))
 @click.option("--outdir", default=None, help="Folder of the grid's runs and tables.  [default: runs/ablation-GRID]")
 @click.option("--seeds", default="0,1,2", help="Comma-separated seeds; every configuration runs with each.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
@@ -63,12 +63,14 @@ def plot(run_dirs, out, metric, overwrite) -> None:
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting of every run, e.g. --set steps=500."
 )
 def ablate(grid, outdir, seeds, device, sym_num, fid_num, inception_path, sets) -> None:
-    """Train and evaluate an ablation grid on the built-in shapes data: configurations x seeds, then tables.
+    """Train and evaluate an ablation grid: configurations x seeds, then tables.
 
-    attention: no attention / G+D at 16 / G+D at 8 / G at 32 (D at 16). sn-ttur: SN in D only, equal learning
-    rates / SN in G and D, equal rates / SN in G and D with TTUR. diffaugment: DiffAugment off / on, each run
-    training on a fixed set of 500 images. Rerunning skips finished runs and resumes interrupted ones. Writes
-    OUTDIR/results.csv, summary.md, summary.png and samples.png.
+    On the built-in shapes data: attention: no attention / G+D at 16 / G+D at 8 / G at 32 (D at 16). sn-ttur: SN
+    in D only, equal learning rates / SN in G and D, equal rates / SN in G and D with TTUR. diffaugment:
+    DiffAugment off / on, each run training on a fixed set of 500 images. On Fashion-MNIST: fm-attention: no
+    attention / G+D at 16 / G at 32 (D at 16), FID against the test split (e.g. --fid-num 5000). Rerunning
+    skips finished runs and resumes interrupted ones. Writes OUTDIR/results.csv, summary.md, summary.png and
+    samples.png.
     """
     from sagan.ablation import GRIDS, run_grid
 
