@@ -139,7 +139,7 @@ def bench_loop(
     model: dict, option: str, batch: int, device: str, steps: int, warmup: int, threads: int = 0, data: str = "shapes"
 ) -> tuple[float, float, float]:
     """(ms per step of `sagan train`, NaN, NaN): `data`, EMA, logging; the rate of the timed steps."""
-    from sagan.config import resolve
+    from sagan.resolve import resolve
     from sagan.training_loop import train
 
     if threads:

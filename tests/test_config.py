@@ -1,11 +1,12 @@
-"""`config.resolve`: the order of presets, flags, --set and data-derived fields; resume rules; type checks."""
+"""`sagan.resolve.resolve`: the order of presets, flags, --set and data-derived fields; resume rules; type checks."""
 
 import math
 
 import pytest
 
-from sagan.config import ModelConfig, TrainConfig, from_dict, parse_set, resolve
+from sagan.config import ModelConfig, TrainConfig, from_dict
 from sagan.data import DatasetInfo
+from sagan.resolve import parse_set, resolve
 
 
 def fake_data(name):

@@ -8,37 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sagan.data import (
-    SHAPE_NAMES,
-    ImageFolderDataset,
-    InfiniteSampler,
-    ShapesDataset,
-    TensorImages,
-    dataset_info,
-    load_dataset,
-)
-
-
-@pytest.mark.parametrize("resolution", [16, 32, 64])
-def test_shapes_are_deterministic_symmetric_and_labelled(resolution):
-    a, b = ShapesDataset(resolution, seed=3), ShapesDataset(resolution, seed=3)
-    labels = set()
-    for i in range(40):
-        x, y = a[i]
-        assert x.shape == (3, resolution, resolution) and x.min() >= -1 and x.max() <= 1
-        assert torch.equal(x, x.flip(-1))  # exactly mirror symmetric
-        assert torch.equal(x, b[i][0]) and y == b[i][1]
-        labels.add(y)
-    assert labels == set(range(len(SHAPE_NAMES)))
-    assert not torch.equal(a[0][0], ShapesDataset(resolution, seed=4)[0][0])
-    assert not torch.equal(a[0][0], a[1][0])
-    # The left half is not constant: there is a shape on a background.
-    assert a[0][0][:, :, : resolution // 2].std() > 0.05
-
-
-def test_shapes_reject_odd_resolution():
-    with pytest.raises(ValueError):
-        ShapesDataset(15)
+from sagan.data import ImageFolderDataset, InfiniteSampler, TensorImages, dataset_info, load_dataset
 
 
 def test_sampler_resumes_exactly_and_shards_are_disjoint():
@@ -156,18 +126,6 @@ def test_a_file_that_breaks_after_the_scan_is_skipped_with_a_count(tmp_path, cap
         x, _ = ds[1]
     assert torch.equal(x, ds[2][0])  # the next image stands in
     assert ds.failures == 1 and "1 skipped in this process" in caplog.text
-
-
-def test_shapes_batches_render_like_single_images():
-    ds = ShapesDataset(32, seed=5)
-    idx = [7, 3, 11, 0, 42, 9]
-    batch = ds.__getitems__(idx)
-    for i, (x, y) in zip(idx, batch, strict=True):
-        single_x, single_y = ds[i]
-        assert torch.equal(x, single_x) and y == single_y
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=idx[:4])  # the DataLoader batches through it
-    xb, yb = next(iter(loader))
-    assert torch.equal(xb, torch.stack([ds[i][0] for i in idx[:4]])) and yb.tolist() == [ds[i][1] for i in idx[:4]]
 
 
 def test_torchvision_sets_are_held_in_memory_as_the_pil_path_gives_them(fashion_mnist_root):

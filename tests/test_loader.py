@@ -6,10 +6,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from sagan.config import resolve
-from sagan.data import ImageFolderDataset, InfiniteSampler, ShapesDataset, TensorImages, first_images
+from sagan.data import ImageFolderDataset, InfiniteSampler, TensorImages, first_images
 from sagan.distributed import DistInfo
 from sagan.loader import make_loader, memory_batches
+from sagan.resolve import resolve
+from sagan.shapes import ShapesDataset
 
 
 def test_memory_batches_follow_the_sampler_like_the_data_loader():

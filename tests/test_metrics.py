@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sagan.cli import main
-from sagan.data import ShapesDataset, load_dataset
+from sagan.data import load_dataset
 from sagan.errors import SaganError
 from sagan.metrics.evaluate import count_tag, parse_metrics
 from sagan.metrics.inception import Inception, to_uint8
@@ -24,6 +24,7 @@ from sagan.metrics.math import (
     kid_from_features,
     symmetry_error,
 )
+from sagan.shapes import ShapesDataset
 from tests.conftest import tiny_args
 
 
@@ -377,7 +378,7 @@ def test_density_and_coverage_against_their_definition():
 def test_npz_statistics_round_trip_and_pytorch_fid_files(tmp_path):
     """Statistics written here read back to the same FID, and a file in pytorch-fid's format (np.savez_compressed
     of mu and sigma, as its --save-stats writes) is scored as the features it came from."""
-    from sagan.metrics.evaluate import read_npz_statistics, write_npz_statistics
+    from sagan.metrics.sources import read_npz_statistics, write_npz_statistics
 
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(200, 8)), rng.normal(loc=0.4, size=(150, 8))

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from sagan import losses
-from sagan.config import ModelConfig, Resolved, TrainConfig, resolve
+from sagan.config import ModelConfig, TrainConfig
 from sagan.layers import ConditionalBatchNorm2d, SelfAttention2d
 from sagan.loading import load_discriminator, load_generator
 from sagan.models import Discriminator, Generator
+from sagan.resolve import Resolved, resolve
 
 __version__ = "0.1.0"
 __all__ = [

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from sagan import distributed as dist_utils
-from sagan.config import Resolved
 from sagan.data import TORCHVISION, InfiniteSampler, TensorImages, first_images, load_dataset, scan_image_folder
+from sagan.resolve import Resolved
 
 
 def _ignore_sigint(_worker_id: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sagan import distributed as dist_utils
 from sagan.checkpoint import FORMAT_VERSION, prune_snapshots, rng_state, save_atomic
-from sagan.config import Resolved
+from sagan.resolve import Resolved
 
 log = logging.getLogger("sagan")
 

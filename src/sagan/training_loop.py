@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from sagan import distributed as dist_utils
-from sagan.config import RESUME_APPLIED, RESUME_BREAKING, Resolved
 from sagan.errors import SaganError
 from sagan.loader import make_loader
+from sagan.resolve import RESUME_APPLIED, RESUME_BREAKING, Resolved
 from sagan.run_log import DivergenceGuard, StepLog, all_finite
 from sagan.rundir import RunFolder
 from sagan.sampling import fixed_noise, generate, make_labels, save_grid

@@ -85,7 +85,7 @@ def run_grid(
 
 
 def _resolve(grid: Grid, config: str, seed: int, extra_sets: tuple[str, ...], device: str):
-    from sagan.config import resolve
+    from sagan.resolve import resolve
 
     return resolve(grid.preset, {"seed": seed, "device": device}, grid.sets + grid.configs[config] + extra_sets)
 
@@ -125,7 +125,7 @@ def _steps_left(run_dir: Path, steps: int) -> int:
 def _train(resolved, run_dir: Path) -> tuple[str, int]:
     """Train, resume or skip the run in `run_dir`: (status, steps trained now)."""
     from sagan.checkpoint import load_checkpoint
-    from sagan.config import resolve
+    from sagan.resolve import resolve
     from sagan.training_loop import train
 
     ckpt, start = None, 0
@@ -186,7 +186,8 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None, grid
     out = {"train_minutes": round(train_minutes(run_dir), 2)}
     if data == "shapes":
         return {**out, **_shape_metrics(G, sym_num, fid_num, inception)}
-    from sagan.metrics.evaluate import evaluate, generated_batches
+    from sagan.metrics.evaluate import evaluate
+    from sagan.metrics.sources import generated_batches
 
     shown = torch.cat([x.float() / 127.5 - 1 for _, x in generated_batches(G, sym_num, seed=0)])
     out[f"sample_std{sym_num}"] = shown.std(0).mean().item()
@@ -201,8 +202,8 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None, grid
 
 
 def _shape_metrics(G, sym_num: int, fid_num: int, inception) -> dict:
-    from sagan.metrics.evaluate import generated_batches
     from sagan.metrics.math import mirror_colour_gap, mirror_iou, symmetry_error
+    from sagan.metrics.sources import generated_batches
 
     images = torch.cat([x.float() / 127.5 - 1 for _, x in generated_batches(G, max(sym_num, fid_num), seed=0)])
     shown = images[:sym_num]
@@ -218,9 +219,10 @@ def _shape_metrics(G, sym_num: int, fid_num: int, inception) -> dict:
 
 
 def _fid(images: torch.Tensor, resolution: int, inception) -> float:
-    from sagan.metrics.evaluate import real_batches, reference_key
+    from sagan.metrics.evaluate import reference_key
     from sagan.metrics.inception import cached_features, to_uint8
     from sagan.metrics.math import fid_from_features
+    from sagan.metrics.sources import real_batches
 
     n = len(images)
     fake = inception.features(to_uint8(images).split(50))["2048"]

@@ -152,7 +152,7 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
     from torchvision.utils import make_grid
 
     from sagan.loading import load_generator
-    from sagan.metrics.evaluate import generated_batches
+    from sagan.metrics.sources import generated_batches
 
     panels = []
     for config in grid.configs:

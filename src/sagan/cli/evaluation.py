@@ -101,7 +101,7 @@ def evaluate(
             data, trained_root = _checkpoint_data(checkpoint)
             data_root = data_root or trained_root
     else:
-        from sagan.metrics.evaluate import folder_resolution
+        from sagan.metrics.sources import folder_resolution
 
         source = fake
         if not data:

@@ -64,7 +64,7 @@ from sagan.config import PRESETS
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train(preset, channels, download, unconditional, resume, force, sets, dry_run, **flags) -> None:
     """Train SAGAN. With no options: the demo preset on the built-in shapes dataset."""
-    from sagan.config import resolve
+    from sagan.resolve import resolve
 
     flags["img_channels"] = int(channels) if channels else None
     flags["download"] = True if download else None
