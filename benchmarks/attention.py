@@ -4,7 +4,8 @@ and two reference formulations written here from the formula:
 - `reference-*`: what the peers' SAGAN blocks do (StudioGAN, BigGAN-PyTorch, mimicry): the same block (same widths,
   pooling and convs as the variant) with the map materialised by bmm + softmax in the usual orientation;
 - `naive`: the common public implementation (heykeetae): full N x N map, value of width C, no pooling.
-Both are in benchmarks/_peers.py.
+Both are in benchmarks/_peers.py. `fast-official-per-layer-sn` is our fast path with the spectral norms of query,
+key and value computed one layer at a time (as before `stacked_spectral_norm`), for a before/after in one run.
 
     python benchmarks/attention.py --quick            # CPU, maps 8..64, a few minutes on 2 cores
     python benchmarks/attention.py --device cuda      # full grid on a GPU
@@ -24,14 +25,27 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _harness import measure, ratio, run_isolated  # noqa: E402
 from _peers import NaiveAttention, ReferenceAttention  # noqa: E402
 from sagan.layers.attention import SelfAttention2d, fast_path_kernel  # noqa: E402
 
+
+class PerLayerSpectralNorm(SelfAttention2d):
+    """Our block with each of query, key and value spectrally normalised by its own parametrisation call."""
+
+    def qkv(self, x):
+        d = self.query.out_channels
+        qkv = F.conv2d(x, torch.cat([self.query.weight, self.key.weight, self.value.weight]))
+        q, kv = qkv[:, :d], F.max_pool2d(qkv[:, d:], 2)
+        return q.flatten(2), kv[:, :d].flatten(2), kv[:, d:].flatten(2)
+
+
 IMPLS = {
     "fast-official": lambda c: SelfAttention2d(c, "official"),
+    "fast-official-per-layer-sn": lambda c: PerLayerSpectralNorm(c, "official"),
     "explicit-official": lambda c: SelfAttention2d(c, "official"),
     "reference-official": lambda c: ReferenceAttention(c, "official"),
     "fast-paper": lambda c: SelfAttention2d(c, "paper"),
@@ -121,7 +135,11 @@ def main() -> None:
                         print(f"{row} | - | {status} | {status} | | | | |")
                         continue
                     ms, mib, kernel = vals
-                    ref = res.get("reference-" + impl.split("-")[-1]) if impl != "naive" else None
+                    ref = (
+                        res.get("reference-" + ("official" if "official" in impl else "paper"))
+                        if impl != "naive"
+                        else None
+                    )
                     naive = res.get("naive")
                     print(
                         f"{row} | {kernel} | {ms:.2f} | {mib:.1f} | {ratio(ms, ref, 1)} | {ratio(mib, ref, 2)} | "

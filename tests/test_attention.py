@@ -271,3 +271,24 @@ def test_dense_attention_gradients_match_autograd_and_allow_double_backward():
                 torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
     assert torch.autograd.gradcheck(lambda *t: DenseAttention.apply(*t), (q, k, v))
     assert torch.autograd.gradgradcheck(lambda *t: DenseAttention.apply(*t), (q, k, v))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_qkv_products_equal_the_three_convs(channels_last):
+    """q, k, v as one matrix product of the stacked weights (channels last: over all positions at once) equal
+    the three 1x1 convs and the 2x2 max-pool of the textbook block, in float64, gradients included."""
+    torch.manual_seed(0)
+    block = SelfAttention2d(16, "official").double()
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    x = (x.contiguous(memory_format=torch.channels_last) if channels_last else x).requires_grad_()
+    q, k, v = block.qkv(x)
+    block.eval()  # the same normalised weights, without another power iteration
+    x_ref = x.detach().clone().requires_grad_()
+    q_ref = F.conv2d(x_ref, block.query.weight).flatten(2)
+    k_ref = F.max_pool2d(F.conv2d(x_ref, block.key.weight), 2).flatten(2)
+    v_ref = F.max_pool2d(F.conv2d(x_ref, block.value.weight), 2).flatten(2)
+    for ours, ref in ((q, q_ref), (k, k_ref), (v, v_ref)):
+        torch.testing.assert_close(ours, ref, atol=1e-12, rtol=1e-12)
+    (q.sum() + (k * 2).sum() + (v * 3).sum()).backward()
+    (q_ref.sum() + (k_ref * 2).sum() + (v_ref * 3).sum()).backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-12, rtol=1e-12)

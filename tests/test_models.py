@@ -132,6 +132,57 @@ def test_our_spectral_norm_equals_torchs(shape):
     assert torch.autograd.gradgradcheck(lambda t: sn(t).sin(), (w,))
 
 
+def test_stacked_spectral_norm_equals_torchs_per_layer():
+    """The attention block's batched spectral norm of query, key and value (`stacked_spectral_norm`) against
+    torch's own parametrisation on each layer from the same state, in float64: the vectors each power iteration
+    leaves, the stacked normalised weights, and the gradients, over several training-mode calls; eval mode and
+    `power_iteration_frozen` iterate nothing; double backward; layers without spectral norm are stacked as they are."""
+    from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
+
+    from sagan.layers.spectral import power_iteration_frozen, spectral_norm, stacked_spectral_norm
+
+    torch.manual_seed(0)
+    shapes = [(2, 16), (2, 16), (8, 16)]  # query and key C/8, value C/2 of C = 16, as 1x1 convs
+    ours = [spectral_norm(nn.Conv2d(i, o, 1, bias=False).double(), 2, eps=1e-9) for o, i in shapes]
+    theirs = [
+        torch_spectral_norm(nn.Conv2d(i, o, 1, bias=False).double(), n_power_iterations=2, eps=1e-9) for o, i in shapes
+    ]
+    for a, b in zip(ours, theirs, strict=True):
+        b.load_state_dict(a.state_dict())
+    for _ in range(3):
+        grad = torch.randn(12, 16, dtype=torch.float64)
+        for m in ours + theirs:
+            m.zero_grad()
+        (stacked_spectral_norm(ours) * grad).sum().backward()
+        (torch.cat([m.weight.flatten(1) for m in theirs]) * grad).sum().backward()
+        for a, b in zip(ours, theirs, strict=True):
+            sa, sb = a.parametrizations.weight, b.parametrizations.weight
+            torch.testing.assert_close(sa[0]._u, sb[0]._u, atol=1e-12, rtol=1e-12)
+            torch.testing.assert_close(sa[0]._v, sb[0]._v, atol=1e-12, rtol=1e-12)
+            torch.testing.assert_close(sa.original.grad, sb.original.grad, atol=1e-12, rtol=1e-12)
+    for m in theirs:
+        m.eval()  # the normalised weights of the current vectors, no further iteration
+    expected = torch.cat([m.weight.flatten(1) for m in theirs]).detach()
+    with power_iteration_frozen(*ours):
+        frozen = stacked_spectral_norm(ours)
+    torch.testing.assert_close(frozen, expected, atol=1e-12, rtol=1e-12)
+    for m in ours:
+        m.eval()
+    u = ours[0].parametrizations.weight[0]._u.clone()
+    torch.testing.assert_close(stacked_spectral_norm(ours), expected, atol=1e-12, rtol=1e-12)
+    assert torch.equal(ours[0].parametrizations.weight[0]._u, u)
+    inputs = [m.parametrizations.weight.original for m in ours]
+    from sagan.layers.spectral import _DivideBySigmas
+
+    norms = [m.parametrizations.weight[0] for m in ours]
+    u, V = torch.cat([n._u for n in norms]), torch.stack([n._v for n in norms])
+    rows = torch.tensor([0, 0, 1, 1] + [2] * 8)
+    w = torch.cat([x.flatten(1) for x in inputs]).detach().requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda t: _DivideBySigmas.apply(t, u, V, rows).sin(), (w,))
+    plain = [nn.Conv2d(16, o, 1, bias=False).double() for o, _ in shapes]
+    assert torch.equal(stacked_spectral_norm(plain), torch.cat([m.weight.flatten(1) for m in plain]))
+
+
 def test_sn_settings_are_passed_through():
     cfg = small(32, 0, sn_eps=1e-3, sn_power_iterations=3)
     sn = Discriminator(cfg).linear.parametrizations.weight[0]

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sagan.layers.spectral import apply_spectral_norm, init_weights
+from sagan.layers.spectral import apply_spectral_norm, init_weights, stacked_spectral_norm
 from sagan.layers.spectral import autocast_enabled as _autocast_enabled
 
 
@@ -73,13 +73,15 @@ class SelfAttention2d(nn.Module):
 
         One 1x1 conv with the three (spectrally normalised) weights stacked computes q, k and v together, and
         one 2x2 max-pool pools k and v together: the same linear maps as three convs and two pools, in one
-        larger matrix product that reads x once (and one for its gradient). Channels first, as the conv
-        produces them: the slices and the flattening of the positions are views, no copy.
+        larger matrix product that reads x once (and one for its gradient). Their spectral norms run batched
+        (`stacked_spectral_norm`: one power iteration and one division for the three). Channels first, as the
+        conv produces them: the slices and the flattening of the positions are views, no copy.
         """
         if self.pool and (x.shape[-2] % 2 or x.shape[-1] % 2):
             raise ValueError(f"the official variant pools 2x2 and needs even H and W, got {tuple(x.shape[-2:])}")
         d = self.query.out_channels
-        qkv = F.conv2d(x, torch.cat([self.query.weight, self.key.weight, self.value.weight]))
+        w = stacked_spectral_norm([self.query, self.key, self.value])  # (2 d + d_v, C)
+        qkv = _conv1x1(x, w.to(x.dtype) if _autocast_enabled(x.device.type) else w)
         q, kv = qkv[:, :d], qkv[:, d:]
         if self.pool:
             kv = F.max_pool2d(kv, 2)
@@ -118,6 +120,20 @@ class SelfAttention2d(nn.Module):
             o = fast_attention(q, k, v)
         y = self.residual(x, o)
         return (y, attn) if return_attn else y
+
+
+def _conv1x1(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv without bias as one matrix product, (B, C, H, W) -> (B, R, H, W) in the memory format of x:
+    channels last, all positions of the batch at once, (B H W, C) @ (C, R); else per sample, (R, C) @ (B, C, N).
+    On CPU the convolution's backward costs several times its forward at the attention block's small maps
+    (profiled: 0.87 ms of a 3.9 ms fwd+bwd at 8 x 8, batch 8, C = 64)."""
+    B, C, H, W = x.shape
+    if _channels_last(x):
+        y_t = x.permute(0, 2, 3, 1).reshape(B * H * W, C) @ w.t()  # a view of x, no copy
+        return y_t.view(B, H, W, -1).permute(0, 3, 1, 2)
+    if not x.is_contiguous():
+        x = x.contiguous()
+    return torch.matmul(w, x.view(B, C, H * W)).view(B, -1, H, W)
 
 
 def _channels_last(x: torch.Tensor) -> bool:

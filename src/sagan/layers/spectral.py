@@ -106,6 +106,91 @@ class SpectralNorm(_SpectralNorm):
         return _DivideBySigma.apply(weight, self._u.clone(), self._v.clone())
 
 
+class _DivideBySigmas(torch.autograd.Function):
+    """Row blocks W_b of W (R, I) divided by their own sigma_b = u_b^T W_b v_b, for fixed u (R,: the u_b
+    concatenated) and V (n, I: the v_b stacked); `rows` (R,) names each row's block. `_DivideBySigma` for n
+    weights at once, forward and gradient in as many operations as for one."""
+
+    @staticmethod
+    def forward(ctx, weight, u, V, rows):
+        n = V.shape[0]
+        sigma = torch.zeros(n, dtype=weight.dtype, device=weight.device).index_add_(
+            0, rows, u * (weight * V[rows]).sum(1)
+        )  # (n,): u_b . (W_b v_b)
+        ctx.save_for_backward(weight, u, V, rows, sigma)
+        return weight / sigma[rows, None]
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, u, V, rows, sigma = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a differentiable backward: sigma as a function of W
+            sigma = torch.zeros_like(sigma).index_add(0, rows, u * (weight * V[rows]).sum(1))
+        along = torch.zeros_like(sigma).index_add(0, rows, (grad * weight).sum(1)) / -sigma  # -<G_b, W_b / sigma_b>
+        per_row = sigma[rows, None]
+        return (grad + (u * along[rows])[:, None] * V[rows]) / per_row, None, None, None
+
+
+def stacked_spectral_norm(layers) -> torch.Tensor:
+    """torch.cat([layer.weight for layer in layers]) flattened to (R, I): the spectrally normalised weights of
+    layers with one input size (the attention block's query, key and value) stacked, with one batched power
+    iteration and one division by the sigmas for all of them instead of one of each per layer. The same maths
+    and the same buffers as each layer's own `SpectralNorm` (its `_u` and `_v` are read and updated); layers
+    without `SpectralNorm`, or with different settings, take their own `weight` instead."""
+    norms = [_spectral_norm_of(layer) for layer in layers]
+    first = norms[0]
+    same = all(
+        n is not None
+        and (n.eps, n.n_power_iterations, n.training) == (first.eps, first.n_power_iterations, first.training)
+        for n in norms
+    )
+    if not same:
+        return torch.cat([layer.weight.flatten(1) for layer in layers])
+    originals = [layer.parametrizations.weight.original for layer in layers]
+    if autocast_enabled(originals[0].device.type):  # float32, as `SpectralNorm` computes it
+        with torch.autocast(originals[0].device.type, enabled=False):
+            return stacked_spectral_norm(layers)
+    weight = torch.cat([w.flatten(1) for w in originals])  # (R, I)
+    sizes = [w.shape[0] for w in originals]
+    rows = _block_rows(tuple(sizes), weight.device)
+    u, V = torch.cat([n._u for n in norms]), torch.stack([n._v for n in norms])
+    if first.training:
+        with torch.no_grad():
+            for _ in range(first.n_power_iterations):
+                u = (weight * V[rows]).sum(1)  # W_b v_b for every block
+                u = u / _block_norms(u, rows, len(sizes)).clamp_min(first.eps)[rows]
+                V = torch.zeros_like(V).index_add_(0, rows, u[:, None] * weight)  # W_b^T u_b, (n, I)
+                V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True).clamp_min(first.eps)
+            for n, u_b, v_b in zip(norms, u.split(sizes), V, strict=True):
+                n._u.copy_(u_b)
+                n._v.copy_(v_b)
+    return _DivideBySigmas.apply(weight, u, V, rows)
+
+
+_ROWS: dict[tuple, torch.Tensor] = {}
+
+
+def _block_rows(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(sum(sizes),) int64: the block index of every row, made once per block sizes and device."""
+    key = (sizes, str(device))
+    if key not in _ROWS:
+        _ROWS[key] = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(device)
+    return _ROWS[key]
+
+
+def _block_norms(x: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, rows, x * x).sqrt()
+
+
+def _spectral_norm_of(layer: nn.Module) -> SpectralNorm | None:
+    """The layer's `SpectralNorm` on a dim-0 weight of two or more dims, if that is its only parametrisation."""
+    if not parametrize.is_parametrized(layer, "weight"):
+        return None
+    chain = layer.parametrizations.weight
+    norm = chain[0] if len(chain) == 1 else None
+    ok = isinstance(norm, SpectralNorm) and norm.dim == 0 and chain.original.ndim > 1
+    return norm if ok else None
+
+
 def spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12, name: str = "weight"):
     """Register `SpectralNorm` on `module.<name>` (dim 0: conv, linear and embedding weights), as torch's
     `spectral_norm` registers its own."""
