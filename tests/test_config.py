@@ -119,3 +119,20 @@ def test_resume_refuses_model_changes_and_finished_runs():
     resolve("demo", {}, ["g_channels=8"], resume=ckpt)  # the same value is no change
     with pytest.raises(ValueError, match="already at step 1300 of 1300"):
         resolve("demo", resume=checkpoint_of(resolve("demo"), step=1300))
+
+
+def test_amp_auto_is_bf16_on_a_cpu_with_amx_and_none_elsewhere():
+    """--amp auto resolves to the precision the run will use, so config.json records it: bf16 for CPU training
+    on a CPU with AMX, none without AMX and on other devices; a resumed run resolves it the same way."""
+    flags = {"amp": "auto", "device": "cpu"}
+    assert resolve("demo", flags, has_amx=lambda: True).train.amp == "bf16"
+    assert resolve("demo", flags, has_amx=lambda: False).train.amp == "none"
+    assert resolve("demo", {"amp": "auto", "device": "cuda:0"}, has_amx=lambda: True).train.amp == "none"
+    assert resolve("demo", {"device": "cpu"}, ["amp=auto"], has_amx=lambda: True).train.amp == "bf16"
+    assert resolve("demo", {"device": "cpu"}, has_amx=lambda: True).train.amp == "none"  # the default stays fp32
+    ckpt = {"config": resolve("demo", {"device": "cpu"}).as_dict(), "step": 1}
+    assert resolve("", {"amp": "auto"}, resume=ckpt, force=True, has_amx=lambda: False).changes == {}
+    again = resolve("", {"amp": "auto"}, resume=ckpt, force=True, has_amx=lambda: True)
+    assert again.train.amp == "bf16" and again.changes["amp"] == ("none", "bf16")
+    with pytest.raises(ValueError, match="amp must be one of"):
+        resolve("demo", {"amp": "fp8"})

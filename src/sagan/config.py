@@ -17,6 +17,7 @@ from sagan.presets import MODEL_PRESETS, PRESETS, TRAIN_PRESETS  # noqa: F401 (r
 ATTN_VARIANTS = ("official", "paper")
 INITS = ("orthogonal", "xavier", "normal")
 ARCHS = ("resnet", "dcgan")
+AMP_MODES = ("none", "bf16", "fp16", "auto")
 
 # Default channel multipliers by image resolution (BigGAN-PyTorch's `G_arch` / `D_arch`, which the official
 # SAGAN 128 px model also follows). G: one entry per feature resolution 4, 8, ..., resolution.
@@ -181,7 +182,7 @@ class TrainConfig:
     ema_start_step: int = 1000  # G_ema copies G until then
     ema_rampup: bool = False  # decay min(ema_decay, (1 + n) / (10 + n)) at n steps after the start (TF's EMA)
     ema_standing_batches: int = 16  # G_ema's own BN statistics over this many batches before use (0: G's)
-    amp: str = "none"  # none | bf16 | fp16
+    amp: str = "none"  # none | bf16 | fp16 | auto (bf16 on a CPU with AMX, else none; resolved before the run)
     channels_last: bool = False
     compile: bool = False
     # CPU: freed memory stays in the process for the next step (glibc's malloc, `mallopt`) instead of going back
@@ -227,8 +228,8 @@ class TrainConfig:
             raise ValueError(f"eval_split must be 'train' or 'test', got {self.eval_split!r}")
         if self.loss not in ("hinge", "ns"):
             raise ValueError(f"loss must be 'hinge' or 'ns', got {self.loss!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if self.lr_g <= 0 or self.lr_d <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("learning rates must be > 0 and betas in [0, 1)")
         if not 0 <= self.ema_decay < 1:

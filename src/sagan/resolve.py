@@ -94,6 +94,7 @@ def resolve(
     resume: dict | None = None,
     force: bool = False,
     data_info: Callable | None = None,
+    has_amx: Callable[[], bool] | None = None,
 ) -> Resolved:
     """A run's config from a preset (or a resumed checkpoint's config), CLI flags and --set items.
 
@@ -102,6 +103,8 @@ def resolve(
     `num_classes` (0 when unconditional) and `img_channels` (unless given), from `data_info(data)` (default:
     `sagan.data.dataset_info`). On resume (`resume`: the loaded checkpoint) the model is the checkpoint's and
     cannot change; see RESUME_BREAKING and RESUME_APPLIED for train fields (`force` accepts breaking changes).
+    `amp` "auto" becomes "bf16" for CPU training where the CPU has AMX (`has_amx`, default
+    `sagan.distributed.cpu_has_amx`), else "none", so the run's config records the precision it ran in.
     """
     if data_info is None:
         from sagan.data import dataset_info as data_info
@@ -110,11 +113,13 @@ def resolve(
     if derived:
         raise ValueError(f"{derived[0]} follows the data; use --unconditional (or --set unconditional=true)")
     if resume is not None:
-        return _resolve_resume(resume, given, force, data_info)
+        return _resolve_resume(resume, given, force, data_info, has_amx)
     if preset not in MODEL_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     model, train = dict(MODEL_PRESETS[preset]), dict(TRAIN_PRESETS[preset])
     train.update({k: v for k, v in given.items() if k in TRAIN_FIELDS})
+    if train.get("amp") == "auto":
+        train["amp"] = concrete_amp(train.get("device", TrainConfig.device), has_amx)
     info = data_info(train.get("data", TrainConfig.data))
     model["num_classes"] = 0 if train.get("unconditional", False) else info.num_classes
     model["img_channels"] = given.get("img_channels", info.channels)
@@ -124,7 +129,14 @@ def resolve(
     return Resolved(preset, from_dict(ModelConfig, model), from_dict(TrainConfig, train))
 
 
-def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable) -> Resolved:
+def concrete_amp(device: str, has_amx: Callable[[], bool] | None = None) -> str:
+    """What amp "auto" means for training on `device`: "bf16" on a CPU with AMX, else "none"."""
+    from sagan.distributed import cpu_has_amx, device_type
+
+    return "bf16" if device_type(device) == "cpu" and (has_amx or cpu_has_amx)() else "none"
+
+
+def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable, has_amx=None) -> Resolved:
     old = ckpt["config"]
     model, old_train = dict(old["model"]), dict(old["train"])
     changed_model = [k for k in given if k in MODEL_FIELDS and _json(given[k]) != _json(model.get(k))]
@@ -133,6 +145,8 @@ def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable) -
     if changed_model:
         raise ValueError(f"the model of a resumed run cannot change ({', '.join(changed_model)}); start a new run")
     train = {**old_train, **{k: v for k, v in given.items() if k in TRAIN_FIELDS}}
+    if train.get("amp") == "auto":
+        train["amp"] = concrete_amp(train.get("device", TrainConfig.device), has_amx)
     train_cfg = from_dict(TrainConfig, train)
     new = dataclasses.asdict(train_cfg)
     changes = {k: (old_train.get(k), new[k]) for k in new if _json(new[k]) != _json(old_train.get(k))}

@@ -37,7 +37,12 @@ from sagan.config import PRESETS
 @click.option("--batch-size", type=int, default=None, help="Batch size per process.  [default: the preset's]")
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 0]")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N.  [default: auto]")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default=None, help="Mixed precision.")
+@click.option(
+    "--amp",
+    type=click.Choice(["none", "bf16", "fp16", "auto"]),
+    default=None,
+    help="Mixed precision; auto: bf16 on a CPU with AMX, else none.  [default: the preset's, none]",
+)
 @click.option("--resume", default=None, help="Run folder or checkpoint to continue from (its config is used).")
 @click.option(
     "--force",
