@@ -23,3 +23,21 @@ def test_readme_python_section_runs(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102  (our own README)
     assert any(tmp_path.iterdir())  # the snippets wrote what they say they write
+
+
+def test_readme_code_map_names_every_module():
+    """The README's map of the code ("## The code") names every module of src/sagan, so a newcomer finds each file
+    there and a new module cannot be left out."""
+    text = README.read_text()
+    start = text.index("\n## The code\n")
+    section = text[start : text.find("\n## ", start + 1)]
+    src = README.parent / "src" / "sagan"
+    missing = []
+    for path in src.rglob("*.py"):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        rel = path.relative_to(src)
+        named = f"`{path.name}`" in section or f"`{rel.as_posix()}`" in section or f"`{path.stem}`" in section
+        if not named:
+            missing.append(rel.as_posix())
+    assert not missing, f"not in the README's code map: {missing}"
