@@ -73,7 +73,8 @@ _TTUR_PAPER = dict(lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9, d_steps=1)
 _CL = dict(channels_last=True)
 _IMAGENET = dict(data="imagenet", batch_size=256, steps=1_000_000, hflip=True, use_ema=False)
 TRAIN_PRESETS: dict[str, dict] = {
-    # About 5 minutes on 2 CPU cores (measured 2026-11-22: 4m56s wall, 4.5 steps/s); samples show the shapes.
+    # 8-10 minutes on 2 CPU cores: a fresh clone's `sagan train` took 476 s on an AMD EPYC and 578 s on an Intel
+    # Xeon without AMX (2026-12, wall time with start-up; 4m56s on 2026-11-22's machine); samples show the shapes.
     "demo": dict(
         data="shapes",
         steps=1300,
