@@ -39,7 +39,12 @@ def _describe(param: click.Parameter) -> str:
         text = f"{kind.name}:{kind.min}..{kind.max}"
     else:
         text = kind.name
-    default = param.default if isinstance(param.default, int | float | str | type(None)) else "-"
+    # The default as click resolves it (click 8.2+ keeps an UNSET sentinel in param.default): "-" where there is
+    # none, a plain value otherwise, so the snapshot reads the same under every click this project admits.
+    default = param.get_default(click.Context(click.Command("snapshot")), call=False)
+    default = default if isinstance(default, int | float | str | type(None)) else "-"
+    if default in (None, ()) and (param.required or getattr(param, "multiple", False)):
+        default = "-"  # no default: click < 8.3 says None there, 8.3+ UNSET or ()
     flags = [
         name
         for name, on in (
@@ -76,7 +81,7 @@ EXPECTED = {
         "--d-layer text default=None",
         "--queries text default=None",
         "--device text default='auto'",
-        "--overwrite boolean default='-' flag",
+        "--overwrite boolean default=False flag",
     ],
     "evaluate": [
         "--checkpoint text default=None",
@@ -95,7 +100,7 @@ EXPECTED = {
         "--out text default=None",
         "--ref-stats text default=None",
         "--save-ref-stats text default=None",
-        "--overwrite boolean default='-' flag",
+        "--overwrite boolean default=False flag",
     ],
     "explore": [
         "--checkpoint text default=None",
@@ -104,14 +109,14 @@ EXPECTED = {
         "--num integer range:1..256 default=16",
         "--seed integer range:0..9223372036854775807 default=0",
         "--device text default='auto'",
-        "--overwrite boolean default='-' flag",
+        "--overwrite boolean default=False flag",
     ],
     "export": [
         "--checkpoint text default='-' required",
         "--out text default='-' required",
         "--format choice:safetensors|pretrained default='safetensors'",
-        "--no-discriminator boolean default='-' flag",
-        "--overwrite boolean default='-' flag",
+        "--no-discriminator boolean default=False flag",
+        "--overwrite boolean default=False flag",
     ],
     "info": [
         PRESET_OPTION,
@@ -127,13 +132,13 @@ EXPECTED = {
         "--seed integer range:0..9223372036854775807 default=0",
         "--truncation float range:0..None default=None",
         "--device text default='auto'",
-        "--overwrite boolean default='-' flag",
+        "--overwrite boolean default=False flag",
     ],
     "plot": [
         "run_dirs directory default='-' required",
         "--out text default=None",
         "--metric text default='fid'",
-        "--overwrite boolean default='-' flag",
+        "--overwrite boolean default=False flag",
     ],
     "sample": [
         "--checkpoint text default=None",
@@ -145,15 +150,15 @@ EXPECTED = {
         "--device text default='auto'",
         "--batch-size integer range:1..None default=64",
         "--truncation float range:0..None default=None",
-        "--overwrite boolean default='-' flag",
+        "--overwrite boolean default=False flag",
     ],
     "train": [
         PRESET_OPTION,
         "--data text default=None",
         "--data-root text default=None",
-        "--download boolean default='-' flag",
+        "--download boolean default=False flag",
         "--channels choice:1|3 default=None",
-        "--unconditional boolean default='-' flag",
+        "--unconditional boolean default=False flag",
         "--outdir text default=None",
         "--steps integer default=None",
         "--batch-size integer default=None",
@@ -161,12 +166,12 @@ EXPECTED = {
         "--device text default=None",
         "--amp choice:none|bf16|fp16|auto default=None",
         "--resume text default=None",
-        "--force boolean default='-' flag",
+        "--force boolean default=False flag",
         "--eval-every integer default=None",
         "--eval-num integer default=None",
         "--inception text default=None",
         "--set text default='-' multiple",
-        "--dry-run boolean default='-' flag",
+        "--dry-run boolean default=False flag",
     ],
 }
 
