@@ -97,7 +97,9 @@ TRAIN_PRESETS: dict[str, dict] = {
     # is for the final score (sagan evaluate --split test --num 10000).
     "fashion-mnist-cpu": dict(
         data="fashion-mnist",
-        steps=14_000,  # 2 hours at the ~130 img/s this loop ran at on 2 AMD EPYC cores (2026-12-03)
+        # 14,000 steps: ~75 minutes at the ~200 img/s measured on 2 AMD EPYC cores (2026-12-04; ~130 img/s on
+        # 2026-12-03, partly contended). The shipped generator is this preset stopped at --steps 10000 (55 min).
+        steps=14_000,
         batch_size=64,
         # Twice the usual SAGAN rates: a 2,000-step pilot on the train split reached fid1k 60.1 / 49.8 at 1k / 2k
         # steps, where 2e-4 / 4e-4 had 86.3 / 60.0 (and 50.0 at 4k): half the steps for the same FID.
