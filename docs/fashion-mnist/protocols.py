@@ -10,10 +10,10 @@ The generated images' Inception features are computed once (10,000 class-balance
   28 x 28 images compare at; our 32 px samples go to Inception as they are,
 - floor: 10,000 train images (at 32 px) against the test images at 32 px: what FID10k a perfect generator of
   the training distribution would get under this protocol,
-in that order (`--parts`, default all three; each real set costs as much Inception time as the fakes, ~28
-minutes per 10,000 images on 2 AMD EPYC cores, ~14 on the later runs' machines; `--parts floor` alone generates nothing). OUT.json is rewritten after each part, so an interrupted call keeps
-what it finished. Real features are cached as `sagan evaluate` caches them, so the same call of `sagan
-evaluate` gives the same numbers.
+in that order (`--parts`, default all three; each real set costs as much Inception time as the fakes, 14-28
+minutes per 10,000 images on 2 CPU cores; `--parts floor` alone generates nothing). OUT.json is rewritten
+after each part, so an interrupted call keeps what it finished. Real features are cached as `sagan evaluate`
+caches them, so the same call of `sagan evaluate` gives the same numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from sagan.loading import load_generator
 from sagan.metrics.evaluate import METRIC_FNS, _collect, _reference_features, count_tag, reference_key
 from sagan.metrics.inception import Inception
 from sagan.metrics.sources import generated_batches, real_batches
-
 
 PARTS = ("test32", "test28", "floor")
 
