@@ -39,12 +39,12 @@ def _describe(param: click.Parameter) -> str:
         text = f"{kind.name}:{kind.min}..{kind.max}"
     else:
         text = kind.name
-    # The default as click resolves it (click 8.2+ keeps an UNSET sentinel in param.default): "-" where there is
-    # none, a plain value otherwise, so the snapshot reads the same under every click this project admits.
+    # The default as click resolves it (newer clicks keep an UNSET sentinel in param.default): "-" where there is
+    # none, a plain value otherwise, so the snapshot reads the same under click 8.1 to 8.5 (each tried).
     default = param.get_default(click.Context(click.Command("snapshot")), call=False)
     default = default if isinstance(default, int | float | str | type(None)) else "-"
     if default in (None, ()) and (param.required or getattr(param, "multiple", False)):
-        default = "-"  # no default: click < 8.3 says None there, 8.3+ UNSET or ()
+        default = "-"  # no default: click 8.1/8.2 say None there, later ones a sentinel or ()
     flags = [
         name
         for name, on in (

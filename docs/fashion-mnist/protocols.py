@@ -61,7 +61,7 @@ def main() -> None:
     fake = None
     if {"test32", "test28"} & set(parts):  # the floor needs no generated images
         fake, _ = _collect(generated_batches(G, n, 50, seed=0), inception, n, "generated images", False)
-    out = {"checkpoint": args.checkpoint, "num_fake": n, "feature_extractor": inception.id}
+    out = {"checkpoint": args.checkpoint, "num_fake": n if fake else 0, "feature_extractor": inception.id}
     for part in PARTS:
         if part not in parts:
             continue
