@@ -56,3 +56,19 @@ def test_a_damaged_shipped_file_is_detected(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "SHIPPED_ROOT", tmp_path)
     with pytest.raises(sagan.errors.SaganError, match="SHA-256"):
         verify_shipped("fashion-mnist")
+
+
+def test_shipped_fashion_mnist_uncond_spreads_over_every_class(fashion_mnist_root):
+    """The unconditional generator takes no labels, yet its samples should cover all ten garments: each of 500
+    samples goes to the class whose mean real test image is nearest (L2), and every class must get at least 2% of
+    them (500 real test images split 5-15% per class this way; a generator collapsed onto a few garments leaves
+    classes empty)."""
+    G = sagan.load_generator("fashion-mnist-uncond")
+    assert G.cfg.num_classes == 0 and G.cfg.img_channels == 1 and G.attention_layers()
+    test = load_dataset("fashion-mnist", 32, 1, str(fashion_mnist_root), train=False)
+    real_means = torch.stack([test.images[test.labels == k].float().mean(0) / 127.5 - 1 for k in range(10)])
+    fakes = G.sample(500, seed=0)
+    assert fakes.shape == (500, 1, 32, 32) and torch.isfinite(fakes).all()
+    nearest = torch.cdist(fakes.flatten(1), real_means.flatten(1)).argmin(1)
+    counts = torch.bincount(nearest, minlength=10)
+    assert (counts >= 10).all(), counts.tolist()
