@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 from sagan.config import ModelConfig, TrainConfig, from_dict
 from sagan.data import DatasetInfo
@@ -136,3 +137,18 @@ def test_amp_auto_is_bf16_on_a_cpu_with_amx_and_none_elsewhere():
     assert again.train.amp == "bf16" and again.changes["amp"] == ("none", "bf16")
     with pytest.raises(ValueError, match="amp must be one of"):
         resolve("demo", {"amp": "fp8"})
+
+
+def test_the_trainer_resolves_amp_auto_itself(monkeypatch):
+    """A library caller may hand the Trainer amp "auto" without `resolve`: it trains in what auto means on its
+    device (bf16 on a CPU with AMX, else fp32), never in fp16, and an unresolved value is refused."""
+    import sagan.distributed
+    from sagan.trainer import Trainer, _autocast
+
+    model = ModelConfig(resolution=32, g_channels=4, d_channels=4, z_dim=8, num_classes=0)
+    for amx, expected in ((True, "bf16"), (False, "none")):
+        monkeypatch.setattr(sagan.distributed, "cpu_has_amx", lambda amx=amx: amx)
+        trainer = Trainer(model, TrainConfig(amp="auto", batch_size=2), torch.device("cpu"))
+        assert trainer.cfg.amp == expected and not trainer.scaler_G.is_enabled()
+    with pytest.raises(ValueError, match="must be resolved"):
+        _autocast(torch.device("cpu"), "auto")

@@ -29,6 +29,8 @@ log = logging.getLogger("sagan")
 def _autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"amp {amp!r} must be resolved to none, bf16 or fp16 before training")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
@@ -74,6 +76,12 @@ class Trainer:
     def __init__(
         self, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, info: dist_utils.DistInfo | None = None
     ) -> None:
+        if cfg.amp == "auto":  # `sagan train` resolves it before the run; a library caller may not have
+            from dataclasses import replace
+
+            from sagan.resolve import concrete_amp
+
+            cfg = replace(cfg, amp=concrete_amp(str(device)))
         self.model_cfg, self.cfg, self.device = model_cfg, cfg, device
         self.info = info or dist_utils.DistInfo()
         world = self.info.world_size
