@@ -98,7 +98,7 @@ TRAIN_PRESETS: dict[str, dict] = {
     "fashion-mnist-cpu": dict(
         data="fashion-mnist",
         # 14,000 steps: ~75 minutes at the ~200 img/s measured on 2 AMD EPYC cores (2026-12-04; ~130 img/s on
-        # 2026-12-03, partly contended). The shipped generator is this preset stopped at --steps 10000 (55 min).
+        # 2026-12-03, partly contended). Both shipped generators are this preset's 14,000 steps (76 and 79 min).
         steps=14_000,
         batch_size=64,
         # Twice the usual SAGAN rates: a 2,000-step pilot on the train split reached fid1k 60.1 / 49.8 at 1k / 2k
