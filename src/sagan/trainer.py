@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 
 import torch
@@ -77,11 +78,9 @@ class Trainer:
         self, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, info: dist_utils.DistInfo | None = None
     ) -> None:
         if cfg.amp == "auto":  # `sagan train` resolves it before the run; a library caller may not have
-            from dataclasses import replace
-
             from sagan.resolve import concrete_amp
 
-            cfg = replace(cfg, amp=concrete_amp(str(device)))
+            cfg = dataclasses.replace(cfg, amp=concrete_amp(str(device)))
         self.model_cfg, self.cfg, self.device = model_cfg, cfg, device
         self.info = info or dist_utils.DistInfo()
         world = self.info.world_size
