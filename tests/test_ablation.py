@@ -2,12 +2,15 @@
 
 import csv
 import json
+import math
 
 import pytest
+import torch
 
 import sagan.training_loop
-from sagan.ablation import GRIDS, Grid, run_grid, welch_significant
+from sagan.ablation import GRIDS, Grid, run_grid, welch_significant, welch_test
 from sagan.ablation.runner import _resolve
+from sagan.ablation.stats import student_t_two_sided_p
 from sagan.checkpoint import load_checkpoint
 from sagan.errors import SaganError
 from tests.conftest import TINY_SETS
@@ -118,10 +121,37 @@ def test_welch_significance():
     assert welch_significant([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])
     assert not welch_significant([1.0, 1.5, 0.5], [1.2, 1.7, 0.7])
     assert welch_significant([1.0], [2.0, 2.1]) is None
-    # df ~ 4 here: t = 2.5 is below the 5% critical value 2.776, t = 3 above it.
+    # df = 4 here: t = 2.5 is below the 5% critical value 2.776, t = 3 above it.
     a = [0.0, 1.0, 2.0]
     assert not welch_significant(a, [x + 2.5 * (2 / 3) ** 0.5 for x in a])
     assert welch_significant(a, [x + 3.0 * (2 / 3) ** 0.5 for x in a])
+    assert welch_significant([1.0, 1.0], [2.0, 2.0]) and not welch_significant([1.0, 1.0], [1.0, 1.0])
+
+
+def test_student_t_p_value_against_closed_forms():
+    """Two-sided tail of Student's t where it has a closed form: df = 1 (Cauchy), 1 - 2 atan(t) / pi; df = 2,
+    1 - t / sqrt(2 + t^2); and the critical values of a t table (p = 0.05 at 12.706, 2.776, 2.228 for df 1, 4,
+    10)."""
+    for t in (0.0, 0.3, 1.0, 2.5, 12.0, 300.0):
+        assert student_t_two_sided_p(t, 1) == pytest.approx(1 - 2 * math.atan(t) / math.pi, rel=1e-12, abs=1e-15)
+        assert student_t_two_sided_p(-t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-12, abs=1e-15)
+    for df, t_crit in ((1, 12.706), (4, 2.7764), (10, 2.2281)):
+        assert student_t_two_sided_p(t_crit, df) == pytest.approx(0.05, abs=2e-5)
+    assert student_t_two_sided_p(math.inf, 3) == 0.0
+    with pytest.raises(ValueError):
+        student_t_two_sided_p(1.0, 0)
+
+
+def test_welch_test_agrees_with_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    gen = torch.Generator().manual_seed(0)
+    for n_a, n_b, shift in ((3, 3, 0.0), (3, 3, 1.5), (3, 5, 0.7), (10, 4, -2.0), (30, 30, 0.2)):
+        a = (torch.randn(n_a, generator=gen, dtype=torch.float64) * 1.3).tolist()
+        b = (torch.randn(n_b, generator=gen, dtype=torch.float64) * 0.6 + shift).tolist()
+        mine, ref = welch_test(a, b), scipy_stats.ttest_ind(a, b, equal_var=False)
+        assert mine.t == pytest.approx(ref.statistic, rel=1e-10)
+        assert mine.p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-14)
+    assert welch_test([1.0, 2.0], [3.0]) is None
 
 
 def test_a_stopped_run_is_not_recorded_as_finished(tmp_path, monkeypatch):

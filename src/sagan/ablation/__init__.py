@@ -2,11 +2,12 @@
 
 - `grids`: the grid definitions, as data;
 - `runner`: training, resuming and evaluating a grid's runs;
-- `summary`: the tables, significance tests and figures.
+- `summary`: the tables and figures;
+- `stats`: Welch's t-test with its p-value.
 """
 
 from sagan.ablation.grids import GRIDS, Grid
 from sagan.ablation.runner import run_grid
-from sagan.ablation.summary import welch_significant
+from sagan.ablation.stats import welch_significant, welch_test
 
-__all__ = ["GRIDS", "Grid", "run_grid", "welch_significant"]
+__all__ = ["GRIDS", "Grid", "run_grid", "welch_significant", "welch_test"]

@@ -5,50 +5,16 @@ the mean of each metric) and samples.png (each configuration's samples side by s
 from __future__ import annotations
 
 import csv
-import math
 import statistics
 from pathlib import Path
 
 import torch
 
 from sagan.ablation.grids import Grid
+from sagan.ablation.stats import welch_test
 from sagan.files import write_text
 
 COLLAPSED_STD = 0.05  # sample_std below this: the samples hardly vary (mode collapse)
-
-
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96).
-_T975 = (12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131) + (
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
-
-
-def welch_significant(a: list[float], b: list[float]) -> bool | None:
-    """Whether the means of `a` and `b` differ at the 5% level (Welch's two-sided t-test; degrees of freedom by
-    Welch-Satterthwaite, rounded down). None when either side has fewer than 2 values."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    diff = abs(statistics.fmean(a) - statistics.fmean(b))
-    if va + vb == 0:
-        return diff > 0
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    t_crit = _T975[max(int(df), 1) - 1] if df < 31 else 1.96
-    return diff / math.sqrt(va + vb) > t_crit
 
 
 def _mean_std(values: list[float]) -> str:
@@ -89,7 +55,8 @@ def _csv_cell(value) -> str:
 
 
 def summary_markdown(grid: Grid, rows: list[dict], metrics: list[str]) -> str:
-    """Mean +- std over seeds per configuration; * marks a difference from the reference significant at 5%."""
+    """Mean +- std over seeds per configuration, with the p-value of Welch's test against the reference (* below
+    0.05)."""
     out = [
         f"| config | runs | {' | '.join(metrics)} |",
         "| --- | --- |" + " --- |" * len(metrics),
@@ -103,8 +70,8 @@ def summary_markdown(grid: Grid, rows: list[dict], metrics: list[str]) -> str:
             values = [r[m] for r in done if m in r]
             mark = ""
             if config != grid.reference and m != "train_minutes":
-                sig = welch_significant(values, [r[m] for r in ref if m in r])
-                mark = " *" if sig else ""
+                test = welch_test(values, [r[m] for r in ref if m in r])
+                mark = "" if test is None else f" (p {test.p:.2g}{' *' if test.p < 0.05 else ''})"
             cells.append(_mean_std(values) + mark)
         problems = [f"seed {r['seed']}: {r['status']}" for r in mine if r["status"] != "finished"]
         collapsed = [r for r in done if any(k.startswith("sample_std") and v < COLLAPSED_STD for k, v in r.items())]
@@ -114,8 +81,8 @@ def summary_markdown(grid: Grid, rows: list[dict], metrics: list[str]) -> str:
     settings = "; ".join(f"`{c}`: {' '.join(s) or '(preset)'}" for c, s in grid.configs.items())
     footer = (
         f"\n{grid.description}. Common settings: preset `{grid.preset}`, {' '.join(grid.sets)}. {settings}. "
-        f"Mean ± standard deviation over seeds; * : differs from `{grid.reference}` at the 5% level (Welch's "
-        "t-test, two-sided). train_minutes: training time from the run's own log (startup and evaluation excluded)."
+        f"Mean ± standard deviation over seeds; p: Welch's two-sided t-test against `{grid.reference}`, * : "
+        "p < 0.05. train_minutes: training time from the run's own log (startup and evaluation excluded)."
     )
     return "\n".join(out) + "\n" + footer + "\n"
 
