@@ -41,11 +41,11 @@ import torch  # noqa: E402
 from _harness import measure, run_isolated  # noqa: E402
 from sagan.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig  # noqa: E402
 
-OPTIONS = {
-    "fp32": {},
-    "fp32+cl": {"channels_last": True},
-    "fp32+compile": {"compile": True},
-    "fp32+cl+compile": {"channels_last": True, "compile": True},
+OPTIONS = {  # every row names its precision: the default (amp "auto") would train bf16 on an AMX CPU
+    "fp32": {"amp": "none"},
+    "fp32+cl": {"amp": "none", "channels_last": True},
+    "fp32+compile": {"amp": "none", "compile": True},
+    "fp32+cl+compile": {"amp": "none", "channels_last": True, "compile": True},
     "bf16": {"amp": "bf16"},
     "bf16+cl": {"amp": "bf16", "channels_last": True},
     "bf16+cl+compile": {"amp": "bf16", "channels_last": True, "compile": True},

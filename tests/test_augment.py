@@ -78,6 +78,7 @@ def test_lecam_matches_its_formula():
 
 def _trainer(**train):
     cfg = ModelConfig(num_classes=3, z_dim=8, g_channels=4, d_channels=4, g_attn_resolutions=(16,))
+    train.setdefault("amp", "none")  # fp32: the equivalences below are to float rounding, not bf16's
     t = Trainer(cfg, TrainConfig(batch_size=8, seed=1, **train), torch.device("cpu"))
     t.wrap()
     t.G.eval()  # G's BatchNorm from running statistics: fakes do not depend on the micro-batch size

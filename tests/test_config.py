@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sagan.config import ModelConfig, TrainConfig, from_dict
+from sagan.config import TRAIN_PRESETS, ModelConfig, TrainConfig, from_dict
 from sagan.data import DatasetInfo
 from sagan.resolve import parse_set, resolve
 
@@ -123,15 +123,22 @@ def test_resume_refuses_model_changes_and_finished_runs():
 
 
 def test_amp_auto_is_bf16_on_a_cpu_with_amx_and_none_elsewhere():
-    """--amp auto resolves to the precision the run will use, so config.json records it: bf16 for CPU training
-    on a CPU with AMX, none without AMX and on other devices; a resumed run resolves it the same way."""
+    """--amp auto (the default) resolves to the precision the run will use, so config.json records it: bf16 for
+    CPU training on a CPU with AMX, none without AMX and on other devices; a resumed run keeps its checkpoint's
+    precision unless asked, and resolves an asked auto the same way."""
     flags = {"amp": "auto", "device": "cpu"}
     assert resolve("demo", flags, has_amx=lambda: True).train.amp == "bf16"
     assert resolve("demo", flags, has_amx=lambda: False).train.amp == "none"
     assert resolve("demo", {"amp": "auto", "device": "cuda:0"}, has_amx=lambda: True).train.amp == "none"
     assert resolve("demo", {"device": "cpu"}, ["amp=auto"], has_amx=lambda: True).train.amp == "bf16"
-    assert resolve("demo", {"device": "cpu"}, has_amx=lambda: True).train.amp == "none"  # the default stays fp32
-    ckpt = {"config": resolve("demo", {"device": "cpu"}).as_dict(), "step": 1}
+    # No --amp: the default is auto, for every preset (none of them names a precision).
+    assert TrainConfig.amp == "auto" and not any("amp" in p for p in TRAIN_PRESETS.values())
+    assert resolve("demo", {"device": "cpu"}, has_amx=lambda: True).train.amp == "bf16"
+    assert resolve("fashion-mnist-cpu", {"device": "cpu"}, has_amx=lambda: False).train.amp == "none"
+    assert resolve("cifar10", {"device": "cuda"}, has_amx=lambda: True).train.amp == "none"
+    assert resolve("demo", {"device": "cpu", "amp": "none"}, has_amx=lambda: True).train.amp == "none"
+    ckpt = {"config": resolve("demo", {"device": "cpu", "amp": "none"}).as_dict(), "step": 1}
+    assert resolve("", {}, resume=ckpt, has_amx=lambda: True).train.amp == "none"  # the run's own precision
     assert resolve("", {"amp": "auto"}, resume=ckpt, force=True, has_amx=lambda: False).changes == {}
     again = resolve("", {"amp": "auto"}, resume=ckpt, force=True, has_amx=lambda: True)
     assert again.train.amp == "bf16" and again.changes["amp"] == ("none", "bf16")

@@ -118,7 +118,7 @@ def resolve(
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     model, train = dict(MODEL_PRESETS[preset]), dict(TRAIN_PRESETS[preset])
     train.update({k: v for k, v in given.items() if k in TRAIN_FIELDS})
-    if train.get("amp") == "auto":
+    if train.get("amp", TrainConfig.amp) == "auto":  # the default too
         train["amp"] = concrete_amp(train.get("device", TrainConfig.device), has_amx)
     info = data_info(train.get("data", TrainConfig.data))
     model["num_classes"] = 0 if train.get("unconditional", False) else info.num_classes
@@ -145,7 +145,7 @@ def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable, h
     if changed_model:
         raise ValueError(f"the model of a resumed run cannot change ({', '.join(changed_model)}); start a new run")
     train = {**old_train, **{k: v for k, v in given.items() if k in TRAIN_FIELDS}}
-    if train.get("amp") == "auto":
+    if train.get("amp", TrainConfig.amp) == "auto":  # the default too
         train["amp"] = concrete_amp(train.get("device", TrainConfig.device), has_amx)
     train_cfg = from_dict(TrainConfig, train)
     new = dataclasses.asdict(train_cfg)

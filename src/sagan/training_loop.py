@@ -153,7 +153,10 @@ class Run:
         what = f"resumed from step {self.start_step}" if resume else "new run"
         log.info("run folder %s: %s (%d process(es), device %s)", self.run_dir, what, self.dist.world_size, self.device)
         precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with grad scaling"}
-        log.info("precision: %s (amp %s in config.json)", precision[self.cfg.amp], self.cfg.amp)
+        amx = ""  # what amp "auto" (the default) decided from
+        if self.device.type == "cpu":
+            amx = "; this CPU has AMX tiles" if dist_utils.cpu_has_amx() else "; this CPU has no AMX tiles"
+        log.info("precision: %s (amp %s in config.json%s)", precision[self.cfg.amp], self.cfg.amp, amx)
         for k, (old, new) in self.resolved.changes.items():
             important = k in RESUME_APPLIED or k in RESUME_BREAKING  # applied to the state, or forced
             log.log(logging.WARNING if important else logging.INFO, "changed on resume: %s %r -> %r", k, old, new)

@@ -41,7 +41,7 @@ from sagan.config import PRESETS
     "--amp",
     type=click.Choice(["none", "bf16", "fp16", "auto"]),
     default=None,
-    help="Mixed precision; auto: bf16 on a CPU with AMX, else none.  [default: the preset's, none]",
+    help="Mixed precision; auto: bf16 autocast for CPU training on a CPU with AMX, else none.  [default: auto]",
 )
 @click.option("--resume", default=None, help="Run folder or checkpoint to continue from (its config is used).")
 @click.option(
