@@ -60,7 +60,7 @@ def train(sync_bn: bool, g_steps: bool, info) -> dict:
 class PixelFeatures:
     """A cheap, deterministic stand-in for Inception: 16 fixed random projections of the 8 x 8 mean image."""
 
-    id = "pixel-features"
+    id, precision = "pixel-features", "fp64"
 
     def __init__(self):
         self.w = torch.randn(3 * 64, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -94,6 +94,7 @@ EXPECTED = {
         "--num-real integer range:2..None default=None",
         "--metrics text default='fid,kid'",
         "--inception text default=''",
+        "--inception-precision choice:fp32|bf16 default='fp32'",  # added by issue 35 (bf16 Inception)
         "--resolution integer range:1..None default=None",
         "--seed integer range:0..9223372036854775807 default=0",
         "--device text default='auto'",

@@ -202,6 +202,7 @@ class TrainConfig:
     eval_num: int = 5000  # generated (and real) images per evaluation
     eval_split: str = "train"  # reference split of torchvision datasets (tune on train, report test)
     inception_path: str = ""  # "" -> $SAGAN_INCEPTION_PATH, else torch-fidelity's download
+    eval_precision: str = "fp32"  # fp32 | bf16: the Inception network's precision for evaluations during training
 
     def __post_init__(self) -> None:
         self.validate()
@@ -226,6 +227,8 @@ class TrainConfig:
             raise ValueError("snapshot_every, keep_snapshots and eval_every must be >= 0, eval_num >= 2")
         if not 0 <= self.seed < 2**32:  # the trainer seeds from it (and from seed + 7919 * step on a reseed)
             raise ValueError(f"seed (--seed) must be in [0, 2**32), got {self.seed}")
+        if self.eval_precision not in ("fp32", "bf16"):
+            raise ValueError(f"eval_precision must be 'fp32' or 'bf16', got {self.eval_precision!r}")
         if self.eval_split not in ("train", "test"):
             raise ValueError(f"eval_split must be 'train' or 'test', got {self.eval_split!r}")
         if self.loss not in ("hinge", "ns"):

@@ -237,6 +237,7 @@ def evaluate(
         "num_real": n_real,
         "fake_source": source,
         "feature_extractor": inception.id,
+        "inception_precision": inception.precision,
         "features": "Inception-v3 pool3 (2048-d)" + (", logits for IS" if "is" in metrics else ""),
         "seed": seed,
         "processes": info.world_size,
@@ -257,7 +258,9 @@ class Evaluator:
     def __init__(self, cfg, model_cfg, device: torch.device, info=None) -> None:
         self.cfg, self.model_cfg, self.info = cfg, model_cfg, info
         self.metrics = parse_metrics(cfg.eval_metrics)
-        self.inception = Inception(cfg.inception_path, device, with_logits="is" in self.metrics)
+        self.inception = Inception(
+            cfg.inception_path, device, with_logits="is" in self.metrics, precision=cfg.eval_precision
+        )
 
     def __call__(self, G: torch.nn.Module, step: int) -> dict:
         """{metric name: value} of G (set to eval mode) at training step `step`; also logged."""

