@@ -89,6 +89,26 @@ def test_plot_command(demo_run, tmp_path):
         assert im.size == (1500, 400)
 
 
+def test_plot_replaces_its_own_training_png_and_no_other(tmp_path):
+    """`sagan plot RUN` writes RUN/training.png and replaces it on the next call, but a training.png it did not
+    make is kept (one-line error) unless --overwrite is given."""
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss_d": 1.0, "loss_g": 0.5}) + "\n")
+    assert CliRunner().invoke(main, ["plot", str(run)]).exit_code == 0
+    assert CliRunner().invoke(main, ["plot", str(run)]).exit_code == 0  # its own: replaced
+    Image.new("RGB", (8, 8), "red").save(run / "training.png")  # the user's own file of that name
+    mine = (run / "training.png").read_bytes()
+    result = CliRunner().invoke(main, ["plot", str(run)])
+    assert result.exit_code == 1 and "was not written by sagan" in result.output
+    assert (run / "training.png").read_bytes() == mine
+    assert CliRunner().invoke(main, ["plot", str(run), "--overwrite"]).exit_code == 0
+    with Image.open(run / "training.png") as im:
+        assert im.size == (1500, 400) and im.info.get("Software") == "sagan"
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -9,13 +9,15 @@ is upsampled back to image size for display: each key cell covers the image regi
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from sagan.files import atomic_output
 from sagan.layers.attention import SelfAttention2d
+
+log = logging.getLogger("sagan")
 
 QUERY_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
@@ -82,14 +84,11 @@ def upsample_map(m: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def attention_figure(images, maps, queries, layers, out: str | Path, title: str = "", overwrite: bool = False) -> Path:
     """One row per image: the image with coloured query points, then each layer's map for each query."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sagan.figures import new_figure, save_png
 
     B, R = images.shape[0], images.shape[-1]
     cols = 1 + len(layers) * len(queries)
-    fig, axes = plt.subplots(B, cols, figsize=(2.1 * cols, 2.3 * B), squeeze=False)
+    fig, axes = new_figure(B, cols, figsize=(2.1 * cols, 2.3 * B), squeeze=False)
     for b in range(B):
         img = images[b].add(1).div(2).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
         ax = axes[b, 0]
@@ -113,61 +112,65 @@ def attention_figure(images, maps, queries, layers, out: str | Path, title: str 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save_figure(fig, out, overwrite)
+    return save_png(fig, out, overwrite)
 
 
-def _save_figure(fig, out: str | Path, overwrite: bool) -> Path:
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_output(out, overwrite) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
-    return Path(out).expanduser()
+# The training panels: title, then the series each plots (gamma/* series are found in the rows).
+TRAINING_PANELS = (("losses", ("loss_d", "loss_g")), ("mean D output", ("d_real", "d_fake")), ("attention gamma", ()))
 
 
 def plot_training(run_dir: str | Path, out: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Losses, mean D outputs and every attention gamma over training, from the run's metrics.jsonl.
+    """Losses, mean D outputs and every attention gamma over training, from the run's metrics.jsonl; evaluations
+    in a fourth panel where there are any. Written to `out`, by default RUN/training.png, which replaces an earlier
+    training.png of sagan's but a file of another origin only with `overwrite`.
 
-    A last line cut short by a crash is skipped (see `read_metrics`).
+    A last line cut short by a crash is skipped (see `read_metrics`). Series no row has (rows written by another
+    version, or edited) are left out, named in a warning and in their panel.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sagan.figures import new_figure, save_png
+    from sagan.rundir import read_metrics
 
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
-    from sagan.rundir import read_metrics
-
     all_rows = read_metrics(path)
-    rows = [r for r in all_rows if "loss_d" in r]
+    rows = [r for r in all_rows if any(k in r for _, keys in TRAINING_PANELS for k in keys)]
     if not rows:
         raise ValueError(f"{path} has no training rows yet")
-    steps = [r["step"] for r in rows]
     evals = _eval_curves(all_rows)
-    fig, axes = plt.subplots(1, 4 if evals else 3, figsize=(20 if evals else 15, 4))
-    ax_loss, ax_d, ax_gamma = axes[:3]
-    for key in ("loss_d", "loss_g"):
-        ax_loss.plot(steps, [r.get(key, float("nan")) for r in rows], label=key)
-    for key in ("d_real", "d_fake"):
-        ax_d.plot(steps, [r.get(key, float("nan")) for r in rows], label=key)
-    for key in sorted(k for k in rows[-1] if k.startswith("gamma/")):
-        ax_gamma.plot(steps, [r.get(key, float("nan")) for r in rows], label=key.split("/", 1)[1])
-    ax_gamma.axhline(0, color="grey", lw=0.5)
-    panels = [(ax_loss, "losses"), (ax_d, "mean D output"), (ax_gamma, "attention gamma")]
+    fig, axes = new_figure(1, 4 if evals else 3, figsize=(20 if evals else 15, 4))
+    gammas = tuple(sorted({k for r in rows for k in r if k.startswith("gamma/")}))
+    missing = []
+    for ax, (title, keys) in zip(axes, TRAINING_PANELS, strict=False):
+        keys = keys or gammas
+        drawn = 0
+        for key in keys:
+            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+            if not points:
+                missing.append(key)
+                continue
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=key.split("/", 1)[-1])
+            drawn += 1
+        ax.set_title(title), ax.set_xlabel("step")
+        if drawn:
+            ax.legend(fontsize=8)
+        else:
+            what = ", ".join(keys) if keys else "no attention layers"
+            ax.text(0.5, 0.5, f"not in metrics.jsonl: {what}", ha="center", va="center", transform=ax.transAxes)
+        if title == "attention gamma":
+            ax.axhline(0, color="grey", lw=0.5)
+    if missing:
+        log.warning("%s has no %s: plotted the rest", path, ", ".join(missing))
     if evals:
         for name, points in evals.items():
             axes[3].plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
-        panels.append((axes[3], "evaluation"))
-    for ax, title in panels:
-        ax.set_title(title), ax.set_xlabel("step"), ax.legend(fontsize=8)
+        axes[3].set_title("evaluation"), axes[3].set_xlabel("step"), axes[3].legend(fontsize=8)
     fig.suptitle(str(run_dir.name))
     fig.tight_layout()
-    return _save_figure(fig, out or run_dir / "training.png", overwrite)
+    if out is None:
+        return save_png(fig, run_dir / "training.png", overwrite=True, only_our_own=not overwrite)
+    return save_png(fig, out, overwrite)
 
 
 def _eval_curves(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -202,12 +205,9 @@ def eval_table(run_dir: str | Path) -> list[dict]:
 def plot_evaluations(run_dirs: list[str | Path], out: str | Path, metric: str = "fid", overwrite: bool = False) -> Path:
     """Compare runs: each run's first evaluation metric starting with `metric` (e.g. fid1k) against kimg and
     against training minutes, one line per run (labelled by its folder name)."""
-    import matplotlib
+    from sagan.figures import new_figure, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_kimg, ax_min) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_kimg, ax_min) = new_figure(1, 2, figsize=(11, 4))
     name = None
     for run_dir in run_dirs:
         table = eval_table(run_dir)
@@ -221,4 +221,4 @@ def plot_evaluations(run_dirs: list[str | Path], out: str | Path, metric: str = 
     for ax, xlabel in ((ax_kimg, "kimg (thousands of real images seen)"), (ax_min, "training minutes")):
         ax.set_xlabel(xlabel), ax.set_ylabel(name), ax.legend(fontsize=8), ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save_figure(fig, out, overwrite)
+    return save_png(fig, out, overwrite)

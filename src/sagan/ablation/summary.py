@@ -89,13 +89,10 @@ def summary_markdown(grid: Grid, rows: list[dict], metrics: list[str]) -> str:
 
 def plot_summary(grid: Grid, rows: list[dict], metrics: list[str], path: Path) -> None:
     """One panel per metric: each configuration's seeds as points and their mean as a bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sagan.figures import new_figure
 
     configs = list(grid.configs)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
+    fig, axes = new_figure(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
         for x, config in enumerate(configs):
             values = [r[m] for r in rows if r["config"] == config and r["status"] == "finished" and m in r]
@@ -112,12 +109,9 @@ def plot_summary(grid: Grid, rows: list[dict], metrics: list[str], path: Path) -
 def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: int = 32) -> None:
     """Side by side, per configuration: `num` samples of the EMA generator of its finished run with the lowest
     seed (noise seed 0, as evaluated), grouped by class (8 per row)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
+    from sagan.figures import new_figure
     from sagan.loading import load_generator
     from sagan.metrics.sources import generated_batches
 
@@ -130,7 +124,7 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
             k = max(G.cfg.num_classes, 1)
             order = sorted(range(num), key=lambda i: (i % k, i))  # classes cycle; group them
             panels.append((f"{config} (seed {done[0]})", make_grid(images[order], nrow=8, padding=2)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.0), squeeze=False)
+    fig, axes = new_figure(1, len(panels), figsize=(3.2 * len(panels), 2.0), squeeze=False)
     for ax, (title, image) in zip(axes[0], panels, strict=True):
         ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title, fontsize=9)
@@ -139,14 +133,8 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
 
 
 def _save_figure(fig, path: Path, dpi: int) -> None:
-    """Write `fig` to `path` as PNG (replacing it atomically) and close it."""
-    import matplotlib.pyplot as plt
-
-    from sagan.files import atomic_output
+    """Write `fig` to `path` as PNG, replacing it atomically (the grid's own folder)."""
+    from sagan.figures import save_png
 
     fig.tight_layout()
-    try:
-        with atomic_output(path, overwrite=True) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, path, overwrite=True, dpi=dpi)

@@ -39,7 +39,8 @@ def plot(run_dirs, out, metric, overwrite) -> None:
     from sagan.visualize import plot_evaluations, plot_training
 
     if len(run_dirs) == 1:
-        click.echo(f"wrote {plot_training(run_dirs[0], out, overwrite=overwrite or out is None)}")
+        setup_logging()  # the warning naming series that metrics.jsonl lacks
+        click.echo(f"wrote {plot_training(run_dirs[0], out, overwrite=overwrite)}")
         return
     if out is None:
         raise click.UsageError("with several runs, give --out")
