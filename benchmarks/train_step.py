@@ -186,6 +186,14 @@ def main() -> None:
     ap.add_argument("--options", nargs="+", default=None, choices=list(OPTIONS))
     ap.add_argument("--threads", nargs="+", type=int, default=[0], help="torch threads per case (0: torch's default)")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument(
+        "--attn",
+        nargs="+",
+        default=["preset"],
+        help="attention placements to time, each as its own model: preset (the preset's own), none, or e.g. "
+        "g16,d16 / g32,d16 / g32 (G's and D's feature resolutions); with none among them, a column gives each "
+        "placement's time over none's",
+    )
     ap.add_argument("--steps", type=int, default=None, help="timed steps per case")
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all cases; figures are medians")
     ap.add_argument("--no-loop", action="store_true", help="skip the `sagan train` loop rows")
@@ -199,9 +207,11 @@ def main() -> None:
         return
     cuda = args.device.startswith("cuda")
     presets = args.presets or (["cifar10"] if args.quick else ["cifar10", "imagenet64", "imagenet128-official"])
-    # bf16 convolutions run far slower than fp32 on CPUs without bf16 matrix units (AMX): there no bf16 rows.
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    options = args.options or (list(OPTIONS) if cuda else ["fp32", "fp32+cl"] + (["bf16+cl"] if amx else []))
+    # bf16 convolutions run far slower than fp32 on CPUs without native bf16 (AMX, AVX512-BF16): no bf16 rows there.
+    from sagan.precision import cpu_bf16_kind
+
+    native = cpu_bf16_kind() is not None
+    options = args.options or (list(OPTIONS) if cuda else ["fp32", "fp32+cl"] + (["bf16+cl"] if native else []))
     steps = args.steps or (20 if cuda else 3)
     warmup = 3 if cuda else 1
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
@@ -215,23 +225,49 @@ def main() -> None:
         + " | ".join(f"{k} GEMM {v:.1f} GFLOP/s" for k, v in gemm_rate.items())
     )
     print(
-        "| model | px | options | threads | what | images/s | peak GiB | GFLOP | GFLOP/s | of GEMM | vs fp32 "
-        "| vs bare step | vs peer | vs baseline |"
+        "| model | px | attention | options | threads | what | images/s | peak GiB | GFLOP | GFLOP/s | of GEMM "
+        "| vs fp32 | vs bare step | vs peer | vs baseline | time / no attention |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("|" + " --- |" * 16)
     for preset in presets:
         px = MODEL_PRESETS[preset]["resolution"]
-        data = TRAIN_PRESETS[preset].get("data", "shapes")
-        data = data if data in ("mnist", "fashion-mnist") else "shapes"  # offline and held in memory
-        cases = [(o, n, "step") for o in options for n in args.threads]
-        cases += [] if args.no_loop else [(o, n, "loop") for o in options for n in args.threads]
-        cases += [] if args.no_peer else [(o, n, "peer") for o in options for n in args.threads]
-        cases += [("fp32", args.threads[0], f"step @ {args.baseline}")] if args.baseline else []
-        results: dict[tuple, list] = {c: [] for c in cases}
-        for _ in range(args.rounds):
+        results = _time_placements(preset, args, options, steps, warmup)
+        none = results.get("none")
+        for attn, rows in results.items():
+            _print_rows(preset, px, attn, rows, args, gemm_rate, none)
+
+
+def attention_placement(text: str, preset_model: dict) -> dict:
+    """The ModelConfig fields of an --attn value: "preset" (none changed), "none", or "g16,d16"-like lists."""
+    if text == "preset":
+        return {}
+    if text == "none":
+        return {"g_attn_resolutions": (), "d_attn_resolutions": ()}
+    fields = {"g_attn_resolutions": [], "d_attn_resolutions": []}
+    for item in text.split(","):
+        side, res = item[:1], item[1:]
+        if side not in "gd" or not res.isdigit():
+            raise SystemExit(f"--attn: bad placement {text!r}; use preset, none, or e.g. g16,d16")
+        fields[f"{side}_attn_resolutions"].append(int(res))
+    return {k: tuple(v) for k, v in fields.items()}
+
+
+def _time_placements(preset: str, args, options: list[str], steps: int, warmup: int) -> dict[str, dict]:
+    """{placement: {(option, threads, what): median result}}; every case of every placement in each round, so
+    that a drift of the machine hits them alike (paired)."""
+    data = TRAIN_PRESETS[preset].get("data", "shapes")
+    data = data if data in ("mnist", "fashion-mnist") else "shapes"  # offline and held in memory
+    cases = [(o, n, "step") for o in options for n in args.threads]
+    cases += [] if args.no_loop else [(o, n, "loop") for o in options for n in args.threads]
+    cases += [] if args.no_peer else [(o, n, "peer") for o in options for n in args.threads]
+    cases += [("fp32", args.threads[0], f"step @ {args.baseline}")] if args.baseline else []
+    results: dict[str, dict[tuple, list]] = {a: {c: [] for c in cases} for a in args.attn}
+    for _ in range(args.rounds):
+        for attn in args.attn:
             for option, threads, what in cases:
                 # In the loop the data decides the classes (shapes has 4).
                 model = {k: v for k, v in MODEL_PRESETS[preset].items() if k != "num_classes" or what != "loop"}
+                model.update(attention_placement(attn, model))
                 if what == "step":
                     case = (model, option, args.batch, args.device, steps, warmup, threads)
                     r = run_isolated(bench_step, case, args.max_seconds)
@@ -244,27 +280,32 @@ def main() -> None:
                 else:
                     case = (model, option, args.batch, args.device, steps, warmup, threads)
                     r = _baseline_step(args.baseline, case, args.max_seconds)
-                results[(option, threads, what)].append(r)
-        rows = {c: _median(r) for c, r in results.items()}
-        for (option, threads, what), row in rows.items():
-            status, ms, mib, gflop = (tuple(row) + (None,) * 4)[:4]
-            head = f"| {preset} | {px} | {option} | {threads or 'default'} | {what}"
-            if status != "ok":
-                print(f"{head} | {status} | | | | | | | | |", flush=True)
-                continue
-            fp32 = rows.get(("fp32", threads, what)) if option != "fp32" else None
-            bare = rows.get((option, threads, "step")) if what == "loop" else None
-            base = rows.get(("fp32", threads, f"step @ {args.baseline}")) if what == "step" else None
-            peer = rows.get((option, threads, "peer")) if what == "step" else None
-            mem = "-" if mib != mib else f"{mib / 1024:.2f}"  # NaN: not measured (the loop)
-            flops = (bare or row)[3] if what == "loop" else gflop  # the loop does the bare step's work
-            roof = (
-                "- | - | -"
-                if flops is None or flops != flops
-                else (f"{flops:.1f} | {flops / ms * 1000:.1f} | {flops / ms * 1000 / gemm_rate[option[:4]]:.0%}")
-            )
-            ratios = " | ".join(_speedup(other, ms) for other in (fp32, bare, peer, base))
-            print(f"{head} | {args.batch * 1000 / ms:.2f} | {mem} | {roof} | {ratios} |", flush=True)
+                results[attn][(option, threads, what)].append(r)
+    return {a: {c: _median(r) for c, r in per.items()} for a, per in results.items()}
+
+
+def _print_rows(preset: str, px: int, attn: str, rows: dict, args, gemm_rate: dict, none: dict | None) -> None:
+    for (option, threads, what), row in rows.items():
+        status, ms, mib, gflop = (tuple(row) + (None,) * 4)[:4]
+        head = f"| {preset} | {px} | {attn} | {option} | {threads or 'default'} | {what}"
+        if status != "ok":
+            print(f"{head} | {status} | | | | | | | | | |", flush=True)
+            continue
+        fp32 = rows.get(("fp32", threads, what)) if option != "fp32" else None
+        bare = rows.get((option, threads, "step")) if what == "loop" else None
+        base = rows.get(("fp32", threads, f"step @ {args.baseline}")) if what == "step" else None
+        peer = rows.get((option, threads, "peer")) if what == "step" else None
+        mem = "-" if mib != mib else f"{mib / 1024:.2f}"  # NaN: not measured (the loop)
+        flops = (bare or row)[3] if what == "loop" else gflop  # the loop does the bare step's work
+        roof = (
+            "- | - | -"
+            if flops is None or flops != flops
+            else (f"{flops:.1f} | {flops / ms * 1000:.1f} | {flops / ms * 1000 / gemm_rate[option[:4]]:.0%}")
+        )
+        ratios = " | ".join(_speedup(other, ms) for other in (fp32, bare, peer, base))
+        plain = (none or {}).get((option, threads, what))
+        over = f"{ms / plain[1]:.2f}" if plain and plain[0] == "ok" and attn != "none" else "-"
+        print(f"{head} | {args.batch * 1000 / ms:.2f} | {mem} | {roof} | {ratios} | {over} |", flush=True)
 
 
 def _speedup(other: tuple | None, ms: float) -> str:

@@ -7,6 +7,7 @@ import torch
 
 from sagan.config import TRAIN_PRESETS, ModelConfig, TrainConfig, from_dict
 from sagan.data import DatasetInfo
+from sagan.precision import choose_amp
 from sagan.resolve import parse_set, resolve
 
 
@@ -122,25 +123,37 @@ def test_resume_refuses_model_changes_and_finished_runs():
         resolve("demo", resume=checkpoint_of(resolve("demo"), step=1300))
 
 
-def test_amp_auto_is_bf16_on_a_cpu_with_amx_and_none_elsewhere():
-    """--amp auto (the default) resolves to the precision the run will use, so config.json records it: bf16 for
-    CPU training on a CPU with AMX, none without AMX and on other devices; a resumed run keeps its checkpoint's
-    precision unless asked, and resolves an asked auto the same way."""
+def _choice(bf16: bool):
+    """An amp_choice stand-in: what sagan.precision.choose_amp would answer on a CPU where bf16 wins (or not)."""
+    kind = (lambda: "avx512_bf16") if bf16 else (lambda: None)
+    return lambda device, model, train: choose_amp(
+        device, model, train, bf16_kind=kind, speedup=lambda m, t, may_measure: 1.5
+    )
+
+
+def test_amp_auto_is_bf16_where_the_cpu_runs_it_faster_and_none_elsewhere():
+    """--amp auto (the default) resolves to the precision the run will use, so config.json records it and why:
+    bf16 for CPU training where the CPU has native bf16 and the model's step ran faster in it, none elsewhere and on
+    other devices; a resumed run keeps its checkpoint's precision unless asked, and resolves an asked auto the
+    same way."""
     flags = {"amp": "auto", "device": "cpu"}
-    assert resolve("demo", flags, has_amx=lambda: True).train.amp == "bf16"
-    assert resolve("demo", flags, has_amx=lambda: False).train.amp == "none"
-    assert resolve("demo", {"amp": "auto", "device": "cuda:0"}, has_amx=lambda: True).train.amp == "none"
-    assert resolve("demo", {"device": "cpu"}, ["amp=auto"], has_amx=lambda: True).train.amp == "bf16"
+    assert resolve("demo", flags, amp_choice=_choice(True)).train.amp == "bf16"
+    assert resolve("demo", flags, amp_choice=_choice(False)).train.amp == "none"
+    assert resolve("demo", {"amp": "auto", "device": "cuda:0"}, amp_choice=_choice(True)).train.amp == "none"
+    assert resolve("demo", {"device": "cpu"}, ["amp=auto"], amp_choice=_choice(True)).train.amp == "bf16"
     # No --amp: the default is auto, for every preset (none of them names a precision).
     assert TrainConfig.amp == "auto" and not any("amp" in p for p in TRAIN_PRESETS.values())
-    assert resolve("demo", {"device": "cpu"}, has_amx=lambda: True).train.amp == "bf16"
-    assert resolve("fashion-mnist-cpu", {"device": "cpu"}, has_amx=lambda: False).train.amp == "none"
-    assert resolve("cifar10", {"device": "cuda"}, has_amx=lambda: True).train.amp == "none"
-    assert resolve("demo", {"device": "cpu", "amp": "none"}, has_amx=lambda: True).train.amp == "none"
+    r = resolve("demo", {"device": "cpu"}, amp_choice=_choice(True))
+    assert r.train.amp == "bf16" and "1.50x" in r.amp_reason and "avx512_bf16" in r.as_dict()["amp_reason"]
+    assert resolve("fashion-mnist-cpu", {"device": "cpu"}, amp_choice=_choice(False)).train.amp == "none"
+    assert resolve("cifar10", {"device": "cuda"}, amp_choice=_choice(True)).train.amp == "none"
+    r = resolve("demo", {"device": "cpu", "amp": "none"}, amp_choice=_choice(True))
+    assert r.train.amp == "none" and r.amp_reason == "amp none as configured"
     ckpt = {"config": resolve("demo", {"device": "cpu", "amp": "none"}).as_dict(), "step": 1}
-    assert resolve("", {}, resume=ckpt, has_amx=lambda: True).train.amp == "none"  # the run's own precision
-    assert resolve("", {"amp": "auto"}, resume=ckpt, force=True, has_amx=lambda: False).changes == {}
-    again = resolve("", {"amp": "auto"}, resume=ckpt, force=True, has_amx=lambda: True)
+    kept = resolve("", {}, resume=ckpt, amp_choice=_choice(True))
+    assert kept.train.amp == "none" and "resumed run's own" in kept.amp_reason  # the run's own precision
+    assert resolve("", {"amp": "auto"}, resume=ckpt, force=True, amp_choice=_choice(False)).changes == {}
+    again = resolve("", {"amp": "auto"}, resume=ckpt, force=True, amp_choice=_choice(True))
     assert again.train.amp == "bf16" and again.changes["amp"] == ("none", "bf16")
     with pytest.raises(ValueError, match="amp must be one of"):
         resolve("demo", {"amp": "fp8"})
@@ -148,13 +161,14 @@ def test_amp_auto_is_bf16_on_a_cpu_with_amx_and_none_elsewhere():
 
 def test_the_trainer_resolves_amp_auto_itself(monkeypatch):
     """A library caller may hand the Trainer amp "auto" without `resolve`: it trains in what auto means on its
-    device (bf16 on a CPU with AMX, else fp32), never in fp16, and an unresolved value is refused."""
-    import sagan.distributed
+    device (bf16 where the CPU runs the step faster in it, else fp32), never in fp16, and an unresolved value is
+    refused."""
+    import sagan.precision
     from sagan.trainer import Trainer, _autocast
 
     model = ModelConfig(resolution=32, g_channels=4, d_channels=4, z_dim=8, num_classes=0)
-    for amx, expected in ((True, "bf16"), (False, "none")):
-        monkeypatch.setattr(sagan.distributed, "cpu_has_amx", lambda amx=amx: amx)
+    for bf16, expected in ((True, "bf16"), (False, "none")):
+        monkeypatch.setattr(sagan.precision, "choose_amp", _choice(bf16))
         trainer = Trainer(model, TrainConfig(amp="auto", batch_size=2), torch.device("cpu"))
         assert trainer.cfg.amp == expected and not trainer.scaler_G.is_enabled()
     with pytest.raises(ValueError, match="must be resolved"):

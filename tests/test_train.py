@@ -263,10 +263,13 @@ def test_divergence_before_the_first_checkpoint_leaves_no_run_folder(tmp_path):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
-def test_exploding_losses_are_reported(tmp_path):
-    run_cli(tiny_args(tmp_path / "runs", steps=3, extra=["--set", "lr_d=1e3"]))
-    log_text = (only_run(tmp_path / "runs") / "log.txt").read_text()
-    assert "above 100 in magnitude: training may be diverging" in log_text
+def test_exploding_losses_are_reported(tmp_path, caplog):
+    """Exploding losses are warned about at each log row; a run that reaches its last step while they explode has
+    no checkpoint of its final state and ends with exit status 1 (here: none at all, so no run folder is left)."""
+    result = CliRunner().invoke(main, tiny_args(tmp_path / "runs", steps=3, extra=["--set", "lr_d=1e3"]))
+    assert "above 100 in magnitude: training may be diverging" in caplog.text
+    assert result.exit_code == 1 and "training ended at step 3 while losses" in result.output
+    assert "no checkpoint was written" in result.output.strip().splitlines()[-1]
 
 
 def test_exploding_losses_stop_the_run_and_keep_the_last_healthy_checkpoint(tmp_path):

@@ -86,6 +86,28 @@ def check_resumable(ckpt: dict, path: str | Path) -> None:
         raise SaganError(f"{path} cannot be resumed: its run keeps an EMA generator but G_ema is missing")
 
 
+def weights_config_error(ckpt: dict, source) -> SaganError:
+    """The one-line error for a checkpoint whose G or D do not load into the model its config describes (a
+    checkpoint of one run with another run's config): naming the config fields the weights were trained with,
+    where their shapes tell (`sagan.weights.differing_fields`), else what does not fit."""
+    from sagan.models import Discriminator, Generator
+    from sagan.weights import check_config_fits, differing_fields
+
+    model = ckpt["config"]["model"]
+    fields = differing_fields(model, {Generator: ckpt["G"], Discriminator: ckpt["D"]})
+    if fields:
+        return SaganError(
+            f"{source} cannot be resumed: its weights were trained with another model config than the one it "
+            f"records: {'; '.join(fields)}"
+        )
+    try:
+        check_config_fits(model, ckpt["G"], source)
+        check_config_fits(model, ckpt["D"], source, Discriminator)
+    except SaganError as e:
+        return e
+    return SaganError(f"{source} cannot be resumed: its weights do not load into the model its config describes")
+
+
 def _is_optimizer_state(state) -> bool:
     return (
         isinstance(state, dict) and isinstance(state.get("state"), dict) and isinstance(state.get("param_groups"), list)

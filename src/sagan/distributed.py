@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 from dataclasses import dataclass
@@ -25,22 +26,12 @@ class DistInfo:
         return self.world_size > 1
 
 
+STORE_TIMEOUT = datetime.timedelta(minutes=30)  # torch's default for gloo
+
+
 def launched_by_torchrun() -> bool:
     """True when RANK, LOCAL_RANK and WORLD_SIZE are set, as torchrun does."""
     return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-
-
-def cpu_has_amx() -> bool:
-    """True when this CPU has AMX tiles (Intel Xeon since Sapphire Rapids), where bf16 matrix products run in
-    hardware several times faster than fp32; elsewhere CPU bf16 is emulated and slower than fp32."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    if probe is not None:
-        return bool(probe())
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " amx_tile" in line for line in f)
-    except OSError:
-        return False
 
 
 def device_type(name: str) -> str:
@@ -80,8 +71,31 @@ def init(device_name: str) -> tuple[DistInfo, torch.device]:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if info.world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        store = _restart_safe_store(info.world_size)
+        if store is None:
+            dist.init_process_group(backend)
+        else:
+            dist.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size)
     return info, device
+
+
+def _restart_safe_store(world_size: int):
+    """The store of torchrun's agent under a prefix of this restart (`TORCHELASTIC_RESTART_COUNT`), where torchrun
+    shares its rendezvous store with the workers; None elsewhere (the default env:// store is then fine).
+
+    torch's env:// rendezvous connects to the agent's store without a per-attempt prefix ("we create a new
+    TCPStore for every retry"), but the agent keeps one store for the whole job: after `torchrun --max-restarts`
+    restarts the workers, gloo finds the dead workers' addresses of the last attempt there and waits for them
+    forever (seen with torch 2.14: init_process_group never returned; pytorch issue 135712 reports the same for
+    nccl). Keys under a prefix per attempt keep the attempts apart. TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (the
+    agent does not share its store) avoids it too."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_PORT" not in os.environ:
+        return None
+    agent = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False, timeout=STORE_TIMEOUT
+    )
+    return dist.PrefixStore(f"sagan/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", agent)
 
 
 def shutdown() -> None:

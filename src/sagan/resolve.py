@@ -37,12 +37,23 @@ class Resolved:
     model: ModelConfig
     train: TrainConfig
     changes: dict[str, tuple] = field(default_factory=dict)  # train field -> (checkpoint's value, new value)
+    amp_reason: str = ""  # why the run trains in its precision (what amp "auto" decided from), for log and config
+    amp_speedup: float | None = None  # the bf16 timing amp "auto" decided from (sagan.precision), if it timed
+
+    def remember_amp_timing(self) -> None:
+        """Store the bf16 timing that amp "auto" measured (once the run has started: bad input writes nothing)."""
+        if self.amp_speedup is not None:
+            from sagan.precision import remember_bf16_speedup
+
+            remember_bf16_speedup(self.model, self.train, self.amp_speedup)
 
     def as_dict(self) -> dict:
-        """JSON-ready {"preset", "model", "train"} (lists, not tuples): config.json and every checkpoint."""
+        """JSON-ready {"preset", "model", "train", "amp_reason"} (lists, not tuples): config.json and every
+        checkpoint."""
         import json
 
         d = {"preset": self.preset, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
+        d["amp_reason"] = self.amp_reason
         return json.loads(json.dumps(d))
 
 
@@ -94,7 +105,7 @@ def resolve(
     resume: dict | None = None,
     force: bool = False,
     data_info: Callable | None = None,
-    has_amx: Callable[[], bool] | None = None,
+    amp_choice: Callable | None = None,
 ) -> Resolved:
     """A run's config from a preset (or a resumed checkpoint's config), CLI flags and --set items.
 
@@ -103,8 +114,9 @@ def resolve(
     `num_classes` (0 when unconditional) and `img_channels` (unless given), from `data_info(data)` (default:
     `sagan.data.dataset_info`). On resume (`resume`: the loaded checkpoint) the model is the checkpoint's and
     cannot change; see RESUME_BREAKING and RESUME_APPLIED for train fields (`force` accepts breaking changes).
-    `amp` "auto" becomes "bf16" for CPU training where the CPU has AMX (`has_amx`, default
-    `sagan.distributed.cpu_has_amx`), else "none", so the run's config records the precision it ran in.
+    `amp` "auto" becomes "bf16" or "none" as `amp_choice(device type, model, train)` decides (default
+    `sagan.precision.choose_amp`: bf16 for CPU training where the CPU has native bf16 and the model's step ran
+    faster in it), so the run's config records the precision it runs in, and `amp_reason` why.
     """
     if data_info is None:
         from sagan.data import dataset_info as data_info
@@ -113,30 +125,36 @@ def resolve(
     if derived:
         raise ValueError(f"{derived[0]} follows the data; use --unconditional (or --set unconditional=true)")
     if resume is not None:
-        return _resolve_resume(resume, given, force, data_info, has_amx)
+        return _resolve_resume(resume, given, force, data_info, amp_choice)
     if preset not in MODEL_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     model, train = dict(MODEL_PRESETS[preset]), dict(TRAIN_PRESETS[preset])
     train.update({k: v for k, v in given.items() if k in TRAIN_FIELDS})
-    if train.get("amp", TrainConfig.amp) == "auto":  # the default too
-        train["amp"] = concrete_amp(train.get("device", TrainConfig.device), has_amx)
     info = data_info(train.get("data", TrainConfig.data))
     model["num_classes"] = 0 if train.get("unconditional", False) else info.num_classes
     model["img_channels"] = given.get("img_channels", info.channels)
     if model["img_channels"] == 1 and info.channels == 3:
         raise ValueError(f"{train.get('data', TrainConfig.data)} has colour images; train it with 3 image channels")
     model.update({k: v for k, v in given.items() if k in MODEL_FIELDS})
-    return Resolved(preset, from_dict(ModelConfig, model), from_dict(TrainConfig, train))
+    model_cfg, train_cfg = from_dict(ModelConfig, model), from_dict(TrainConfig, train)
+    train_cfg, why, speedup = concrete_amp(model_cfg, train_cfg, amp_choice)
+    return Resolved(preset, model_cfg, train_cfg, amp_reason=why, amp_speedup=speedup)
 
 
-def concrete_amp(device: str, has_amx: Callable[[], bool] | None = None) -> str:
-    """What amp "auto" means for training on `device`: "bf16" on a CPU with AMX, else "none"."""
-    from sagan.distributed import cpu_has_amx, device_type
+def concrete_amp(model: ModelConfig, train: TrainConfig, amp_choice: Callable | None = None):
+    """(train with amp "auto" replaced by what it means for this model on train.device, why, the bf16 timing it
+    used or None); other values unchanged."""
+    if train.amp != "auto":
+        return train, f"amp {train.amp} as configured", None
+    from sagan.distributed import device_type
 
-    return "bf16" if device_type(device) == "cpu" and (has_amx or cpu_has_amx)() else "none"
+    if amp_choice is None:
+        from sagan.precision import choose_amp as amp_choice
+    choice = amp_choice(device_type(train.device), model, train)
+    return dataclasses.replace(train, amp=choice.amp), f"amp auto: {choice.why}", choice.speedup
 
 
-def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable, has_amx=None) -> Resolved:
+def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable, amp_choice=None) -> Resolved:
     old = ckpt["config"]
     model, old_train = dict(old["model"]), dict(old["train"])
     changed_model = [k for k in given if k in MODEL_FIELDS and _json(given[k]) != _json(model.get(k))]
@@ -145,9 +163,9 @@ def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable, h
     if changed_model:
         raise ValueError(f"the model of a resumed run cannot change ({', '.join(changed_model)}); start a new run")
     train = {**old_train, **{k: v for k, v in given.items() if k in TRAIN_FIELDS}}
-    if train.get("amp", TrainConfig.amp) == "auto":  # the default too
-        train["amp"] = concrete_amp(train.get("device", TrainConfig.device), has_amx)
-    train_cfg = from_dict(TrainConfig, train)
+    train_cfg, why, speedup = concrete_amp(from_dict(ModelConfig, model), from_dict(TrainConfig, train), amp_choice)
+    if "amp" not in given:
+        why = f"amp {train_cfg.amp}: the resumed run's own precision"
     new = dataclasses.asdict(train_cfg)
     changes = {k: (old_train.get(k), new[k]) for k in new if _json(new[k]) != _json(old_train.get(k))}
     breaking = [k for k in RESUME_BREAKING if k in changes]
@@ -161,7 +179,7 @@ def _resolve_resume(ckpt: dict, given: dict, force: bool, data_info: Callable, h
     step = int(ckpt["step"])
     if train_cfg.steps <= step:
         raise ValueError(f"the run is already at step {step} of {train_cfg.steps}; pass --steps N with N > {step}")
-    return Resolved(old.get("preset", "custom"), from_dict(ModelConfig, model), train_cfg, changes)
+    return Resolved(old.get("preset", "custom"), from_dict(ModelConfig, model), train_cfg, changes, why, speedup)
 
 
 def _json(value):

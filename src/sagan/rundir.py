@@ -45,6 +45,33 @@ def create_run_dir(outdir: str | Path, name: str) -> Path:
         return run_dir
 
 
+# What a run folder holds (module docstring): a folder of only these names is one of ours.
+RUN_FOLDER_ENTRIES = {"config.json", "checkpoints", "samples", "metrics.jsonl", "tensorboard", "log.txt", ".lock"}
+
+
+def named_run_state(path: str | Path) -> str:
+    """What `sagan train --run-dir PATH` does with PATH: "new" (absent or empty: a run starts in it), "restart" (a
+    run folder of ours that never saved a checkpoint, e.g. killed before its first: it starts again from step 0),
+    or "resume" (it has checkpoints/latest.pt). SaganError for a file, or a folder with files that are not ours."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        return "new"
+    if not path.is_dir():
+        raise SaganError(f"--run-dir {path} is a file, not a folder")
+    if (path / "checkpoints" / "latest.pt").is_file():
+        return "resume"
+    names = {p.name for p in path.iterdir()}
+    if not names:
+        return "new"
+    foreign = sorted(names - RUN_FOLDER_ENTRIES)
+    if foreign or "config.json" not in names:
+        raise SaganError(
+            f"--run-dir {path} is a folder that holds files of its own ({', '.join(foreign[:3]) or 'no config.json'}), "
+            "not a sagan run folder; give a new or empty folder"
+        )
+    return "restart"
+
+
 def write_config(run_dir: Path, config: dict) -> None:
     write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n", overwrite=True)
 
@@ -161,14 +188,22 @@ class RunFolder:
     def __init__(self, path: Path | None, outdir: str, preset: str, config: dict, start_step: int, resumed: bool):
         self.path, self.created = (Path(path) if path else None), False
         self.metrics = self.file_log = self.bar = self.lock = None
+        restart = False
         if self.path is None:
             self.path, self.created = create_run_dir(outdir, preset), True
-        elif not resumed:  # a new run in a folder the caller names: it must not exist yet
+        elif not resumed:  # a new run in a folder the caller names: absent, empty, or a run of ours never saved
+            state = named_run_state(self.path)
+            if state == "resume":
+                raise SaganError(f"{self.path} holds a run with a checkpoint; resume it instead of starting over")
+            self.created, restart = not self.path.exists(), state == "restart"  # remove on failure only what we made
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.mkdir()  # FileExistsError (an OSError: one line in the CLI) if it does
-            self.created = True
+            self.path.mkdir(exist_ok=True)
         try:
             self.lock = RunLock(self.path).acquire()  # before anything in the folder is touched
+            if restart:  # the events and grids of the start that never saved; metrics.jsonl is trimmed below
+                for name in ("tensorboard", "samples"):
+                    shutil.rmtree(self.path / name, ignore_errors=True)
+                log.warning("%s: a run that never saved a checkpoint; starting it again from step 0", self.path)
             (self.path / "checkpoints").mkdir(exist_ok=True)
             write_config(self.path, config)
             self.file_log = FileLog(self.path).__enter__()

@@ -78,9 +78,9 @@ class Trainer:
         self, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, info: dist_utils.DistInfo | None = None
     ) -> None:
         if cfg.amp == "auto":  # `sagan train` resolves it before the run; a library caller may not have
-            from sagan.resolve import concrete_amp
+            from sagan.precision import choose_amp
 
-            cfg = dataclasses.replace(cfg, amp=concrete_amp(str(device)))
+            cfg = dataclasses.replace(cfg, amp=choose_amp(device.type, model_cfg, cfg).amp)
         self.model_cfg, self.cfg, self.device = model_cfg, cfg, device
         self.info = info or dist_utils.DistInfo()
         world = self.info.world_size
@@ -250,10 +250,15 @@ class Trainer:
     def load_state_dict(self, ckpt: dict) -> None:
         """Restore a checkpoint's state; this run's learning rates and betas replace the saved ones."""
         self.resumed = True
-        self.G.load_state_dict(ckpt["G"])
-        self.D.load_state_dict(ckpt["D"])
-        if self.G_ema is not None:
-            self.G_ema.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
+        try:
+            self.G.load_state_dict(ckpt["G"])
+            self.D.load_state_dict(ckpt["D"])
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
+        except RuntimeError:  # keys or shapes of another model: one line naming the config fields that differ
+            from sagan.checkpoint import weights_config_error
+
+            raise weights_config_error(ckpt, f"the checkpoint to resume (step {ckpt['step']})") from None
         self.opt_G.load_state_dict(ckpt["opt_G"])
         self.opt_D.load_state_dict(ckpt["opt_D"])
         for opt, lr in ((self.opt_G, self.cfg.lr_g), (self.opt_D, self.cfg.lr_d)):

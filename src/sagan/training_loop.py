@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from sagan import distributed as dist_utils
-from sagan.errors import SaganError
+from sagan.errors import DivergedError, SaganError
 from sagan.loader import make_loader
 from sagan.resolve import RESUME_APPLIED, RESUME_BREAKING, Resolved
-from sagan.run_log import DivergenceGuard, StepLog, all_finite
+from sagan.run_log import EXPLODING_LOSS, DivergenceGuard, StepLog, all_finite
 from sagan.rundir import RunFolder
 from sagan.sampling import fixed_noise, generate, make_labels, save_grid
 from sagan.saver import CheckpointSaver
@@ -137,6 +137,7 @@ class Run:
                 run_dir, self.cfg.outdir, resolved.preset, {**resolved.as_dict(), "world_size": dist.world_size},
                 self.start_step, resumed=resume is not None,
             )  # fmt: skip
+            resolved.remember_amp_timing()  # the run has started: bad input can no longer stop it
             self._announce(resume)
             self.folder.open_progress_bar(self.start_step, self.cfg.steps)
         self.saver = CheckpointSaver(self.folder.path if self.folder else None, resolved, dist, resume)
@@ -153,10 +154,8 @@ class Run:
         what = f"resumed from step {self.start_step}" if resume else "new run"
         log.info("run folder %s: %s (%d process(es), device %s)", self.run_dir, what, self.dist.world_size, self.device)
         precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with grad scaling"}
-        amx = ""  # what amp "auto" (the default) decided from
-        if self.device.type == "cpu":
-            amx = "; this CPU has AMX tiles" if dist_utils.cpu_has_amx() else "; this CPU has no AMX tiles"
-        log.info("precision: %s (amp %s in config.json%s)", precision[self.cfg.amp], self.cfg.amp, amx)
+        why = self.resolved.amp_reason or f"amp {self.cfg.amp}"  # what amp "auto" (the default) decided from
+        log.info("precision: %s (amp %s in config.json; %s)", precision[self.cfg.amp], self.cfg.amp, why)
         for k, (old, new) in self.resolved.changes.items():
             important = k in RESUME_APPLIED or k in RESUME_BREAKING  # applied to the state, or forced
             log.log(logging.WARNING if important else logging.INFO, "changed on resume: %s %r -> %r", k, old, new)
@@ -261,6 +260,16 @@ class Run:
         return metrics
 
     def finish(self, stop: StopRequest) -> Path | None:
+        """The run folder (rank 0); DivergedError when the run ends (its last step or a stop) while its losses
+        explode, so that no checkpoint holds the final state: a script's `sagan train && sagan evaluate` must not
+        evaluate an older model believing it is the final one."""
+        saved = self.saver.saved_step
+        if self.guard.holds_saves and saved != self.step:
+            raise DivergedError(
+                f"training ended at step {self.step} while losses or D outputs were above {EXPLODING_LOSS:g} in "
+                f"magnitude (since step {self.guard.exploding_since}): steps after {saved or 0} were not saved; "
+                f"{self.saver.where_saved()}"
+            )
         if self.dist.is_main:
             if stop.requested and (self.saver.saved_step or 0) < self.cfg.steps:
                 log.warning(

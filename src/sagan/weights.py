@@ -94,3 +94,55 @@ def build_model(cls, model_cfg, state: dict, source):
     model = cls(cfg)
     model.load_state_dict(state)
     return model
+
+
+def differing_fields(model_cfg: dict, states: dict) -> list[str]:
+    """The ModelConfig fields under which `states` ({Generator or Discriminator: state dict}) were trained, where
+    they differ from `model_cfg`: e.g. ["g_channels 4 (the config says 8)"]; [] when that cannot be told. The
+    widths, noise size, image channels and classes are read off the weights' shapes (G's first linear layer and
+    output conv, its conditional-BN embeddings, D's first conv), and the backbone is tried both ways; the
+    candidate is kept only if the weights fit it (checked once on the meta device). For error messages."""
+    from sagan.config import ModelConfig, from_dict
+    from sagan.models import Discriminator, Generator
+
+    try:
+        cfg = from_dict(ModelConfig, model_cfg)
+    except (ValueError, TypeError):
+        return []
+    G, D = states.get(Generator, {}), states.get(Discriminator, {})
+    seen = {}
+    if (linear := _weight(G, "linear")) is not None:
+        seen["z_dim"] = linear.shape[1]
+    if (out := _weight(G, "out_conv")) is not None:
+        seen["img_channels"], seen["g_channels"] = out.shape[0], out.shape[1] // cfg.g_channel_mult[-1]
+    if G:
+        embeddings = [v for k, v in G.items() if k.endswith("embed_gain.weight")]
+        seen["num_classes"] = embeddings[0].shape[0] if embeddings else 0
+    first_conv = next((v for v in D.values() if v.dim() == 4), None)  # in module order: D's first conv
+    if first_conv is not None:
+        seen["d_channels"] = first_conv.shape[0] // cfg.d_channel_mult[0]
+    changed = {k: int(v) for k, v in seen.items() if int(v) != model_cfg.get(k)}
+    for arch in (cfg.arch, "dcgan" if cfg.arch == "resnet" else "resnet"):
+        trial = dict(changed, **({"arch": arch} if arch != cfg.arch else {}))
+        if trial and _fits({**model_cfg, **trial}, states):
+            return [f"{k} {v!r} (the config says {model_cfg.get(k)!r})" for k, v in trial.items()]
+    return []
+
+
+def _weight(state: dict, name: str):
+    return state.get(f"{name}.parametrizations.weight.original", state.get(f"{name}.weight"))
+
+
+def _fits(model_cfg: dict, states: dict) -> bool:
+    from sagan.config import ModelConfig, from_dict
+
+    try:
+        cfg = from_dict(ModelConfig, model_cfg)
+        with torch.device("meta"):
+            for cls, state in states.items():
+                expected = cls(cfg).state_dict()
+                if set(expected) != set(state) or any(expected[k].shape != state[k].shape for k in expected):
+                    return False
+    except (ValueError, TypeError, RuntimeError):
+        return False
+    return True

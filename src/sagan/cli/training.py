@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import click
 
 from sagan.cli.options import setup_logging
 from sagan.config import PRESETS
+from sagan.errors import SaganError
 
 
 @click.command()
@@ -45,6 +47,13 @@ from sagan.config import PRESETS
 )
 @click.option("--resume", default=None, help="Run folder or checkpoint to continue from (its config is used).")
 @click.option(
+    "--run-dir",
+    default=None,
+    help="Train in this run folder: start the run there if it is absent or empty, else continue it from its latest "
+    "checkpoint (as --resume), and exit 0 if it has finished. The same command starts or continues a run: for "
+    "torchrun --max-restarts and requeued jobs.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="On resume, accept changes that break exact continuation (data, batch size, D steps, seed, loss, ...).",
@@ -67,15 +76,22 @@ from sagan.config import PRESETS
     help="Override any ModelConfig/TrainConfig field, e.g. --set lr_d=2e-4 --set g_attn_resolutions=16,32.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train(preset, channels, download, unconditional, resume, force, sets, dry_run, **flags) -> None:
+def train(preset, channels, download, unconditional, resume, run_dir, force, sets, dry_run, **flags) -> None:
     """Train SAGAN. With no options: the demo preset on the built-in shapes dataset."""
     from sagan.resolve import resolve
 
     flags["img_channels"] = int(channels) if channels else None
     flags["download"] = True if download else None
     flags["unconditional"] = True if unconditional else None
-    ckpt, run_dir = None, None
-    if resume:
+    ckpt = None
+    if run_dir:
+        if resume:
+            raise click.UsageError("give --run-dir or --resume, not both")
+        ckpt, run_dir = _named_run(run_dir, preset, flags, sets)
+        if ckpt is not None and ckpt.get("finished"):
+            click.echo(f"{run_dir} has finished ({ckpt['step']} steps); nothing to do")
+            return
+    elif resume:
         from sagan.checkpoint import check_resumable, load_checkpoint, run_folder_of
 
         ckpt = load_checkpoint(resume)
@@ -84,6 +100,7 @@ def train(preset, channels, download, unconditional, resume, force, sets, dry_ru
     resolved = resolve(preset, flags, sets, resume=ckpt, force=force)
     if dry_run:
         click.echo(json.dumps(resolved.as_dict(), indent=2))
+        resolved.remember_amp_timing()
         return
     setup_logging()
     if resume and run_dir is None:
@@ -93,3 +110,29 @@ def train(preset, channels, download, unconditional, resume, force, sets, dry_ru
     from sagan.training_loop import train as run_training
 
     run_training(resolved, resume=ckpt, run_dir=run_dir)
+
+
+def _named_run(path: str, preset: str, flags: dict, sets) -> tuple[dict | None, Path]:
+    """For --run-dir: (the checkpoint to continue, or None to start the run; the folder). A checkpoint whose run has
+    reached its steps (this command's --steps or --set steps, else its own) comes back marked "finished"."""
+    from sagan.checkpoint import check_resumable, load_checkpoint
+    from sagan.resolve import parse_set
+    from sagan.rundir import named_run_state
+
+    folder = Path(path).expanduser()
+    if named_run_state(folder) != "resume":
+        return None, folder
+    ckpt = load_checkpoint(folder)
+    check_resumable(ckpt, folder)
+    recorded = ckpt["config"].get("preset")
+    source = click.get_current_context().get_parameter_source("preset")
+    if source is click.core.ParameterSource.COMMANDLINE and recorded not in (None, preset):
+        raise SaganError(f"--run-dir {folder} holds a run of preset {recorded!r}, not {preset!r}")
+    steps = ckpt["config"]["train"].get("steps")
+    steps = flags.get("steps") or steps
+    for item in sets:
+        key, value = parse_set(item)
+        steps = value if key == "steps" else steps
+    if isinstance(steps, int) and ckpt["step"] >= steps:
+        ckpt["finished"] = True
+    return ckpt, folder
