@@ -57,6 +57,14 @@ def autocast_enabled(device_type: str) -> bool:
         return False
 
 
+def autocast_dtype(device_type: str) -> torch.dtype:
+    """The precision autocast computes in on `device_type` (bf16 or fp16)."""
+    try:
+        return torch.get_autocast_dtype(device_type)  # torch >= 2.4
+    except AttributeError:
+        return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+
+
 class _DivideBySigma(torch.autograd.Function):
     """W / sigma with sigma = u^T W v for fixed u, v (no gradient to them), W: (O, ...) seen as (O, I).
 
