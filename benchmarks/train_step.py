@@ -64,7 +64,7 @@ def bench_step(
     if threads:
         torch.set_num_threads(threads)
     try:
-        from sagan.trainer import Trainer
+        from sagan.training.trainer import Trainer
     except ImportError:  # revisions before the trainer module
         from sagan.train import Trainer
     dev = torch.device(device)
@@ -139,8 +139,8 @@ def bench_loop(
     model: dict, option: str, batch: int, device: str, steps: int, warmup: int, threads: int = 0, data: str = "shapes"
 ) -> tuple[float, float, float]:
     """(ms per step of `sagan train`, NaN, NaN): `data`, EMA, logging; the rate of the timed steps."""
-    from sagan.resolve import resolve
-    from sagan.training_loop import train
+    from sagan.run_config import resolve
+    from sagan.training.loop import train
 
     if threads:
         torch.set_num_threads(threads)
@@ -208,7 +208,7 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     presets = args.presets or (["cifar10"] if args.quick else ["cifar10", "imagenet64", "imagenet128-official"])
     # bf16 convolutions run far slower than fp32 on CPUs without native bf16 (AMX, AVX512-BF16): no bf16 rows there.
-    from sagan.precision import cpu_bf16_kind
+    from sagan.training.precision import cpu_bf16_kind
 
     native = cpu_bf16_kind() is not None
     options = args.options or (list(OPTIONS) if cuda else ["fp32", "fp32+cl"] + (["bf16+cl"] if native else []))

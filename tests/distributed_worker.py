@@ -14,7 +14,7 @@ import torch
 
 from sagan import distributed as dist_utils
 from sagan.config import ModelConfig, TrainConfig
-from sagan.trainer import Trainer
+from sagan.training.trainer import Trainer
 
 MODEL = ModelConfig(
     num_classes=3, z_dim=8, g_channels=4, d_channels=4, g_attn_resolutions=(16,), d_attn_resolutions=(16,)
@@ -74,12 +74,12 @@ class PixelFeatures:
 
 
 def fid(info) -> dict:
-    from sagan.metrics.evaluate import evaluate
+    from sagan.metrics.evaluate import Protocol, evaluate
     from sagan.models import Generator
 
     torch.manual_seed(0)
     G = Generator(MODEL).eval()
-    return evaluate(G, "shapes", ["fid", "kid"], 70, 32, 3, batch_size=10, inception=PixelFeatures(), info=info)
+    return evaluate(G, Protocol("shapes", 32, 3, ("fid", "kid"), 70, batch_size=10), PixelFeatures(), info)
 
 
 def main() -> None:

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-import sagan.training_loop
+import sagan.training.loop
 from sagan.ablation import GRIDS, Grid, run_grid, welch_significant, welch_test
 from sagan.ablation.runner import _resolve
 from sagan.ablation.stats import student_t_two_sided_p
-from sagan.checkpoint import load_checkpoint
 from sagan.errors import SaganError
+from sagan.model_files.checkpoints import load_checkpoint
 from tests.conftest import TINY_SETS
 
 TINY = Grid(
@@ -46,7 +46,7 @@ def test_grid_trains_evaluates_writes_tables_and_skips_finished_runs(tmp_path, m
     assert (out / "summary.png").stat().st_size > 1000
     assert (out / "samples.png").stat().st_size > 1000
     # A rerun trains nothing and evaluates nothing: it reads the stored results.
-    monkeypatch.setattr(sagan.training_loop, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(sagan.training.loop, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     monkeypatch.setattr("sagan.ablation.runner.evaluate_run", lambda *a, **k: pytest.fail("evaluated again"))
     assert run_grid(TINY, out, seeds=[0], device="cpu", sym_num=8, fid_num=0) == rows
 
@@ -66,7 +66,7 @@ def test_a_rerun_with_other_settings_is_refused_not_mixed_in(tmp_path):
 def test_an_interrupted_run_is_resumed(tmp_path):
     out = tmp_path / "grid"
     partial = _resolve(TINY, "attn", 0, ("steps=2",), "cpu")
-    sagan.training_loop.train(partial, run_dir=out / "attn-seed0")  # as if the grid had stopped after 2 of 4 steps
+    sagan.training.loop.train(partial, run_dir=out / "attn-seed0")  # as if the grid had stopped after 2 of 4 steps
     grid = Grid(TINY.name, TINY.description, TINY.preset, TINY.sets, {"attn": ()}, "attn")
     rows = run_grid(grid, out, seeds=[0], extra_sets=("steps=4",), device="cpu", sym_num=8, fid_num=0)
     assert rows[0]["status"] == "finished" and load_checkpoint(out / "attn-seed0")["step"] == 4
@@ -160,13 +160,13 @@ def test_a_stopped_run_is_not_recorded_as_finished(tmp_path, monkeypatch):
     import dataclasses
 
     out = tmp_path / "grid"
-    real_train = sagan.training_loop.train
+    real_train = sagan.training.loop.train
 
     def stopped_after_one_step(resolved, resume=None, run_dir=None):  # what a stop request at step 1 leaves
         cut = dataclasses.replace(resolved, train=dataclasses.replace(resolved.train, steps=1))
         return real_train(cut, resume=resume, run_dir=run_dir)
 
-    monkeypatch.setattr(sagan.training_loop, "train", stopped_after_one_step)
+    monkeypatch.setattr(sagan.training.loop, "train", stopped_after_one_step)
     monkeypatch.setattr(
         "sagan.ablation.runner.evaluate_run", lambda *a, **k: pytest.fail("an unfinished run was evaluated")
     )
@@ -184,9 +184,9 @@ def test_real_data_grid_scores_fid_and_kid_against_its_split(
 ):
     """A grid on Fashion-MNIST (as fm-attention, tiny): no shape measures; FID and KID of the final EMA generator
     against `fid_real` images of the grid's split, equal to what `sagan evaluate` gives for the same counts."""
-    from sagan.loading import load_generator
-    from sagan.metrics.evaluate import evaluate
+    from sagan.metrics.evaluate import Protocol, evaluate
     from sagan.metrics.inception import Inception
+    from sagan.model_files.loading import load_generator
 
     monkeypatch.setenv("SAGAN_DATA_ROOT", str(fashion_mnist_root))
     grid = Grid(
@@ -205,8 +205,8 @@ def test_real_data_grid_scores_fid_and_kid_against_its_split(
     )
     assert row["status"] == "finished" and "symmetry_fake8" not in row and row["sample_std8"] > 0
     G = load_generator(out / "none-seed0")
-    expected = evaluate(G, "fashion-mnist", ["fid", "kid"], 20, 32, 1, split="test", num_real=30,
-                        inception=Inception(str(inception_torchscript)), seed=0)["metrics"]  # fmt: skip
+    protocol = Protocol("fashion-mnist", 32, 1, ("fid", "kid"), 20, num_real=30, split="test")
+    expected = evaluate(G, protocol, Inception(str(inception_torchscript)))["metrics"]
     assert row["fid20"] == pytest.approx(expected["fid20"]) and row["kid20"] == pytest.approx(expected["kid20"])
     assert expected["fid20"] > 0
 

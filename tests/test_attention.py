@@ -211,7 +211,6 @@ def test_large_maps_take_the_sdpa_route_and_agree(monkeypatch):
     torch.testing.assert_close(large, small, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not hasattr(torch, "_fused_sdp_choice"), reason="this torch cannot report its SDPA choice")
 @pytest.mark.parametrize("layout", ["split", "pad"])
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_sdpa_inputs_select_a_fused_kernel(variant, layout):
@@ -230,7 +229,6 @@ def test_sdpa_inputs_select_a_fused_kernel(variant, layout):
     assert torch._fused_sdp_choice(q, k, v, scale=1.0) != SDPBackend.MATH.value
 
 
-@pytest.mark.skipif(not hasattr(torch, "_fused_sdp_choice"), reason="this torch cannot report its SDPA choice")
 def test_fast_path_kernel_report(monkeypatch):
     import sagan.layers.attention as attention
 
@@ -301,3 +299,16 @@ def test_qkv_products_equal_the_three_convs(channels_last):
     (q.sum() + (k * 2).sum() + (v * 3).sum()).backward()
     (q_ref.sum() + (k_ref * 2).sum() + (v_ref * 3).sum()).backward()
     torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-12, rtol=1e-12)
+
+
+def test_softmax_backward_is_the_formula():
+    """`softmax_backward` (torch's private fused kernel) equals attn * (grad - sum(grad * attn)) in float64, with
+    its own gradient (double backward); this fails, not skips, on a torch that changed or dropped the kernel."""
+    from sagan.layers.attention import softmax_backward
+
+    torch.manual_seed(0)
+    attn = torch.softmax(torch.randn(2, 5, 7, dtype=torch.float64), -1).requires_grad_()
+    grad = torch.randn(2, 5, 7, dtype=torch.float64, requires_grad=True)
+    expected = attn * (grad - (grad * attn).sum(-1, keepdim=True))
+    torch.testing.assert_close(softmax_backward(grad, attn), expected, atol=1e-14, rtol=1e-12)
+    assert torch.autograd.gradcheck(softmax_backward, (grad, attn))

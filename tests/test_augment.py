@@ -6,7 +6,7 @@ import torch
 from sagan.augment import color, cutout, diff_augment, parse_policy, translation
 from sagan.config import ModelConfig, TrainConfig
 from sagan.losses import lecam
-from sagan.trainer import Trainer
+from sagan.training.trainer import Trainer
 
 
 def test_off_is_the_identity_and_policies_parse():
@@ -107,17 +107,17 @@ def test_accumulated_d_steps_equal_one_step_of_the_whole_batch(monkeypatch):
 
 
 def test_real_and_fake_get_independent_augmentations_and_lecam_tracks_d(monkeypatch):
-    import sagan.trainer
+    import sagan.training.trainer
 
     calls = []
-    real_augment = sagan.trainer.diff_augment
+    real_augment = sagan.training.trainer.diff_augment
 
     def recording(x, policy, generator):
         out = real_augment(x, policy, generator)
         calls.append((x.detach().clone(), out.detach().clone()))
         return out
 
-    monkeypatch.setattr(sagan.trainer, "diff_augment", recording)
+    monkeypatch.setattr(sagan.training.trainer, "diff_augment", recording)
     t = _trainer(augment="cutout", lecam_weight=0.5)
     x, y = torch.rand(8, 3, 32, 32) + 0.5, torch.randint(0, 3, (8,))  # no zeros in real images
     stats = t.d_step(x, y)

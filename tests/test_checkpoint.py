@@ -6,10 +6,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from sagan.checkpoint import load_checkpoint
 from sagan.cli import main
 from sagan.config import ModelConfig
-from sagan.loading import load_generator
+from sagan.model_files.checkpoints import load_checkpoint
+from sagan.model_files.loading import load_generator
 from sagan.models import Generator
 from tests.conftest import only_run, run_cli, tiny_args
 
@@ -42,7 +42,7 @@ def test_pretrained_folder_round_trip(tmp_path):
     import json
 
     import sagan
-    from sagan.loading import load_discriminator
+    from sagan.model_files.loading import load_discriminator
 
     run_cli(tiny_args(tmp_path / "runs", steps=2))
     run = only_run(tmp_path / "runs")

@@ -1,4 +1,4 @@
-"""`sagan.resolve.resolve`: the order of presets, flags, --set and data-derived fields; resume rules; type checks."""
+"""`sagan.run_config.resolve`: the order of presets, flags, --set and data-derived fields; resume rules; type checks."""
 
 import math
 
@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from sagan.config import TRAIN_PRESETS, ModelConfig, TrainConfig, from_dict
-from sagan.data import DatasetInfo
-from sagan.precision import choose_amp
-from sagan.resolve import parse_set, resolve
+from sagan.data.datasets import DatasetInfo
+from sagan.run_config import parse_set, resolve
+from sagan.training.precision import choose_amp
 
 
 def fake_data(name):
     """A data_info stand-in: a 7-class colour folder, and the real answers for known names."""
-    from sagan.data import dataset_info
+    from sagan.data.datasets import dataset_info
 
     return DatasetInfo(7, 3) if name == "/photos" else dataset_info(name)
 
@@ -47,6 +47,11 @@ def test_channels_flag_and_colour_data():
     assert resolve("fashion-mnist", {"img_channels": 3}).model.img_channels == 3  # grayscale repeated
     with pytest.raises(ValueError, match="colour images"):
         resolve("demo", {"img_channels": 1})
+    with pytest.raises(ValueError, match="colour images"):
+        resolve("cifar10", {"img_channels": 1})
+    # An image folder trains in colour by default; --channels 1 converts its images to grayscale.
+    assert resolve("demo", {"data": "/photos"}, data_info=fake_data).model.img_channels == 3
+    assert resolve("demo", {"data": "/photos", "img_channels": 1}, data_info=fake_data).model.img_channels == 1
 
 
 def test_num_classes_cannot_be_set_directly():
@@ -124,9 +129,10 @@ def test_resume_refuses_model_changes_and_finished_runs():
 
 
 def _choice(bf16: bool):
-    """An amp_choice stand-in: what sagan.precision.choose_amp would answer on a CPU where bf16 wins (or not)."""
+    """An amp_choice stand-in: what sagan.training.precision.choose_amp would answer on a CPU where bf16 wins (or
+    not)."""
     kind = (lambda: "avx512_bf16") if bf16 else (lambda: None)
-    return lambda device, model, train: choose_amp(
+    return lambda device, model, train, **timer: choose_amp(
         device, model, train, bf16_kind=kind, speedup=lambda m, t, may_measure: 1.5
     )
 
@@ -163,12 +169,12 @@ def test_the_trainer_resolves_amp_auto_itself(monkeypatch):
     """A library caller may hand the Trainer amp "auto" without `resolve`: it trains in what auto means on its
     device (bf16 where the CPU runs the step faster in it, else fp32), never in fp16, and an unresolved value is
     refused."""
-    import sagan.precision
-    from sagan.trainer import Trainer, _autocast
+    import sagan.training.precision
+    from sagan.training.trainer import Trainer, _autocast
 
     model = ModelConfig(resolution=32, g_channels=4, d_channels=4, z_dim=8, num_classes=0)
     for bf16, expected in ((True, "bf16"), (False, "none")):
-        monkeypatch.setattr(sagan.precision, "choose_amp", _choice(bf16))
+        monkeypatch.setattr(sagan.training.precision, "choose_amp", _choice(bf16))
         trainer = Trainer(model, TrainConfig(amp="auto", batch_size=2), torch.device("cpu"))
         assert trainer.cfg.amp == expected and not trainer.scaler_G.is_enabled()
     with pytest.raises(ValueError, match="must be resolved"):

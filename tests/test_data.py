@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sagan.data import ImageFolderDataset, InfiniteSampler, TensorImages, dataset_info, load_dataset
+from sagan.data.datasets import ImageFolderDataset, InfiniteSampler, TensorImages, dataset_info, load_dataset
 
 
 def test_sampler_resumes_exactly_and_shards_are_disjoint():
@@ -133,7 +133,7 @@ def test_torchvision_sets_are_held_in_memory_as_the_pil_path_gives_them(fashion_
     with the PIL transform (resize 28 -> 32, ToTensor, Normalize) gives, bit for bit, in 1 and 3 channels."""
     import torchvision
 
-    from sagan.data import _transform
+    from sagan.data.datasets import _transform
 
     for channels in (1, 3):
         ds = load_dataset("fashion-mnist", 32, channels, str(fashion_mnist_root), train=False)

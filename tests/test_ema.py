@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 
 from sagan.config import ModelConfig
-from sagan.ema import ema_update, standing_statistics
 from sagan.models import Generator
+from sagan.training.ema import ema_update, standing_statistics
 
 
 def _generator(arch):
@@ -66,7 +66,7 @@ def test_standing_statistics_leave_spectral_norm_vectors_alone():
 
 def test_ema_decay_schedule():
     from sagan.config import TrainConfig
-    from sagan.trainer import ema_decay_at
+    from sagan.training.trainer import ema_decay_at
 
     plain = TrainConfig(ema_decay=0.999, ema_start_step=100)
     assert [ema_decay_at(s, plain) for s in (0, 99, 100, 5000)] == [0.0, 0.0, 0.999, 0.999]

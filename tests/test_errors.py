@@ -323,7 +323,7 @@ def test_planted_weights_in_torch_hub_cache_never_run(env, monkeypatch, tmp_path
 def test_second_resume_of_a_running_run_fails_naming_the_holder(tmp_path):
     """A run folder is locked for the life of its run: a second `train --resume` of it gives one line naming
     the PID that holds it, and touches nothing in the folder."""
-    from sagan.rundir import RunLock
+    from sagan.training.run_folder import RunLock
 
     runner = CliRunner()
     assert runner.invoke(main, tiny_args(tmp_path / "runs", steps=2), catch_exceptions=False).exit_code == 0
@@ -365,7 +365,7 @@ def test_out_of_memory_on_the_cpu_is_one_line(env, monkeypatch):
 def test_full_disk_while_saving_is_one_line_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     """torch.save on a full disk raises RuntimeError from its zip writer; the run ends with one line naming the
     file, latest.pt keeps its previous content, and no temporary file is left."""
-    import sagan.checkpoint
+    import sagan.model_files.checkpoints
 
     runner = CliRunner()
     assert runner.invoke(main, tiny_args(tmp_path / "runs", steps=2), catch_exceptions=False).exit_code == 0
@@ -377,11 +377,11 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_old_checkpoint(tmp_pat
         real_save(obj, f, *args, **kwargs)  # a partial file, then the writer's failure
         raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4096 vs 2048")
 
-    monkeypatch.setattr(sagan.checkpoint.torch, "save", full_disk)
+    monkeypatch.setattr(sagan.model_files.checkpoints.torch, "save", full_disk)
     result = runner.invoke(main, ["train", "--resume", str(run), "--steps", "4"])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and lines[-1].startswith("Error: could not write") and "disk full" in lines[-1]
-    monkeypatch.setattr(sagan.checkpoint.torch, "save", real_save)
+    monkeypatch.setattr(sagan.model_files.checkpoints.torch, "save", real_save)
     assert (run / "checkpoints" / "latest.pt").read_bytes() == before
     assert not [p for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
 
@@ -449,10 +449,10 @@ def test_plot_of_rows_without_some_losses(tmp_path, caplog):
 
 def test_ablate_checks_the_inception_before_training(env, tmp_path, monkeypatch):
     """A bad --inception fails at once, before the grid's first run trains."""
-    import sagan.training_loop
+    import sagan.training.loop
 
     monkeypatch.setattr(
-        sagan.training_loop, "train", lambda *a, **k: pytest.fail("trained before checking --inception")
+        sagan.training.loop, "train", lambda *a, **k: pytest.fail("trained before checking --inception")
     )
     args = ["ablate", "attention", "--outdir", str(tmp_path / "g"), "--inception", str(env["not_ts"])]
     result = CliRunner().invoke(main, [*args, "--set", "steps=1"])

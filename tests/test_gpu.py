@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sagan.checkpoint import rng_state
 from sagan.config import ModelConfig, TrainConfig
 from sagan.layers.attention import SelfAttention2d, fast_path_kernel
-from sagan.trainer import Trainer
+from sagan.model_files.checkpoints import rng_state
+from sagan.training.trainer import Trainer
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "needs an NVIDIA GPU (torch.cuda.is_available() is false here); run `pytest -m gpu` on a GPU machine"
@@ -169,7 +169,7 @@ def test_fast_path_memory_at_a_64_map(device):
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=GPU_ONLY)])
 def test_evaluate_on_cuda_equals_the_cpu(device, inception_torchscript, fashion_mnist_root):
     """The same 200 generated and 200 real images give the same FID on cuda as on the CPU (to 1e-3)."""
-    from sagan.metrics.evaluate import evaluate
+    from sagan.metrics.evaluate import Protocol, evaluate
     from sagan.metrics.inception import Inception
     from sagan.models import Generator
 
@@ -179,8 +179,8 @@ def test_evaluate_on_cuda_equals_the_cpu(device, inception_torchscript, fashion_
     fids = {}
     for dev in ("cpu", device):
         inception = Inception(str(inception_torchscript), dev)
-        result = evaluate(G.to(dev), "fashion-mnist", ["fid"], 200, 32, 1, str(fashion_mnist_root), "test",
-                          inception=inception)  # fmt: skip
+        protocol = Protocol("fashion-mnist", 32, 1, ("fid",), 200, split="test", data_root=str(fashion_mnist_root))
+        result = evaluate(G.to(dev), protocol, inception)
         fids[dev] = result["metrics"]["fid200"]
     print(f"FID200 cpu {fids['cpu']:.4f}, cuda {fids[device]:.4f}")
     assert abs(fids["cpu"] - fids[device]) < 1e-3

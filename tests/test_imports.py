@@ -60,12 +60,14 @@ def test_find_cycle_finds_one_and_only_one():
 
 def test_no_import_circle():
     graph = import_graph()
-    assert {"sagan.checkpoint", "sagan.pretrained", "sagan.loading", "sagan.cli.app"} <= set(graph)
-    assert "sagan.weights" in graph["sagan.pretrained"]  # the graph sees real edges
+    files = {f"sagan.model_files.{m}" for m in ("checkpoints", "pretrained", "loading")}
+    assert files | {"sagan.cli.app"} <= set(graph)
+    assert "sagan.model_files.weights" in graph["sagan.model_files.pretrained"]  # the graph sees real edges
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
 def test_file_formats_sit_below_loading():
     graph = import_graph()
-    assert "sagan.pretrained" not in graph["sagan.checkpoint"] and "sagan.checkpoint" not in graph["sagan.pretrained"]
-    assert {"sagan.checkpoint", "sagan.pretrained"} <= graph["sagan.loading"]
+    checkpoints, pretrained = "sagan.model_files.checkpoints", "sagan.model_files.pretrained"
+    assert pretrained not in graph[checkpoints] and checkpoints not in graph[pretrained]
+    assert {"sagan.model_files.checkpoints", "sagan.model_files.pretrained"} <= graph["sagan.model_files.loading"]

@@ -1,4 +1,4 @@
-"""The real-image stream of a training run (`sagan.loader`): in-memory batches equal the DataLoader's, and
+"""The real-image stream of a training run (`sagan.training.real_images`): in-memory batches equal the DataLoader's, and
 `data_limit` keeps every batch within the first images."""
 
 import pytest
@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from sagan.data import ImageFolderDataset, InfiniteSampler, TensorImages, first_images
+from sagan.data.datasets import ImageFolderDataset, InfiniteSampler, TensorImages, first_images
+from sagan.data.shapes import ShapesDataset
 from sagan.distributed import DistInfo
-from sagan.loader import make_loader, memory_batches
-from sagan.resolve import resolve
-from sagan.shapes import ShapesDataset
+from sagan.run_config import resolve
+from sagan.training.real_images import make_loader, memory_batches
 
 
 def test_memory_batches_follow_the_sampler_like_the_data_loader():

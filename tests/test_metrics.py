@@ -12,11 +12,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sagan.cli import main
-from sagan.data import load_dataset
+from sagan.data.datasets import load_dataset
+from sagan.data.shapes import ShapesDataset
 from sagan.errors import SaganError
 from sagan.metrics.evaluate import count_tag, parse_metrics
 from sagan.metrics.inception import Inception, to_uint8
-from sagan.metrics.math import (
+from sagan.metrics.scores import (
     fid_from_features,
     fid_from_statistics,
     fid_statistics,
@@ -24,7 +25,6 @@ from sagan.metrics.math import (
     kid_from_features,
     symmetry_error,
 )
-from sagan.shapes import ShapesDataset
 from tests.conftest import tiny_args
 
 
@@ -329,7 +329,7 @@ def test_training_tracks_fid_and_keeps_best(tmp_path, monkeypatch, inception_tor
 
 
 def test_mirror_metrics():
-    from sagan.metrics.math import mirror_colour_gap, mirror_iou
+    from sagan.metrics.scores import mirror_colour_gap, mirror_iou
 
     real = torch.stack([ShapesDataset(32)[i][0] for i in range(16)])
     assert mirror_iou(real) == 1.0 and mirror_colour_gap(real) == 0.0
@@ -407,7 +407,7 @@ def test_intra_fid_is_the_mean_of_per_class_fids():
 def test_density_and_coverage_against_their_definition():
     from scipy.spatial.distance import cdist
 
-    from sagan.metrics.math import density_coverage
+    from sagan.metrics.scores import density_coverage
 
     rng = np.random.default_rng(2)
     real, fake, k = rng.normal(size=(60, 4)), rng.normal(loc=0.5, size=(50, 4)), 5
@@ -443,18 +443,19 @@ def test_npz_statistics_round_trip_and_pytorch_fid_files(tmp_path):
 def test_evaluate_against_saved_statistics_and_intra_fid_end_to_end(tmp_path, monkeypatch):
     """evaluate() with a cheap stand-in extractor: --save-ref-stats then --ref-stats gives the FID of the real
     features; intra_fid, density and coverage come out for a conditional generator."""
-    from sagan.metrics.evaluate import evaluate
+    from sagan.metrics.evaluate import Protocol, evaluate
     from sagan.models import Generator
     from tests.distributed_worker import MODEL, PixelFeatures
 
     monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
     G = Generator(MODEL).eval()
-    args = (G, "shapes", ["fid", "intra_fid", "density", "coverage"], 60, 32, 3)
-    first = evaluate(*args, inception=PixelFeatures(), save_ref_stats=tmp_path / "ref.npz", batch_size=20)
+    metrics = ("fid", "intra_fid", "density", "coverage")
+    saving = Protocol("shapes", 32, 3, metrics, 60, batch_size=20, save_ref_stats=tmp_path / "ref.npz")
+    first = evaluate(G, saving, PixelFeatures())
     m = first["metrics"]
     assert m["intra_fid60"] > 0 and 0 <= m["coverage60"] <= 1 and m["density60"] >= 0
-    again = evaluate(G, "shapes", ["fid"], 60, 32, 3, inception=PixelFeatures(), ref_stats=tmp_path / "ref.npz")
+    again = evaluate(G, Protocol("shapes", 32, 3, ("fid",), 60, ref_stats=tmp_path / "ref.npz"), PixelFeatures())
     assert again["metrics"]["fid60"] == pytest.approx(m["fid60"], rel=1e-9)
     assert again["protocol"]["fid_reference"].endswith("ref.npz")
 

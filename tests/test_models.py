@@ -132,6 +132,26 @@ def test_our_spectral_norm_equals_torchs(shape):
     assert torch.autograd.gradgradcheck(lambda t: sn(t).sin(), (w,))
 
 
+@pytest.mark.parametrize("make", [lambda: nn.Linear(5, 6), lambda: nn.Conv2d(3, 7, 3), lambda: nn.Embedding(4, 9)])
+def test_registering_our_spectral_norm_draws_what_torch_draws(make):
+    """Registered from the same RNG state, `SpectralNorm` (our code, public APIs only) holds bit for bit the
+    vectors torch's parametrisation holds (N(0, 1) draws, normalised, 15 power iterations) and the same state-dict
+    keys: checkpoints and runs do not depend on which one made them."""
+    from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
+
+    from sagan.layers.spectral import spectral_norm
+
+    torch.manual_seed(3)
+    ours = spectral_norm(make())
+    torch.manual_seed(3)
+    theirs = torch_spectral_norm(make())
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert torch.equal(ours.weight, theirs.weight)
+
+
 def test_stacked_spectral_norm_equals_torchs_per_layer():
     """The attention block's batched spectral norm of query, key and value (`stacked_spectral_norm`) against
     torch's own parametrisation on each layer from the same state, in float64: the vectors each power iteration

@@ -1,4 +1,4 @@
-"""`sagan.precision`: what amp "auto" decides from (the CPU's bf16 support and a cached timing of the step)."""
+"""`sagan.training.precision`: what amp "auto" decides from (the CPU's bf16 support and a cached timing of the step)."""
 
 import json
 
@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from sagan.config import ModelConfig, TrainConfig
-from sagan.precision import (
+from sagan.training.precision import (
     MIN_SPEEDUP,
     cached_bf16_speedup,
     choose_amp,
     cpu_bf16_kind,
     remember_bf16_speedup,
-    time_bf16_speedup,
 )
+from sagan.training.trainer import time_bf16_speedup
 
 MODEL = ModelConfig(resolution=32, g_channels=4, d_channels=4, z_dim=8, num_classes=3, img_channels=1)
 TRAIN = TrainConfig(batch_size=4, device="cpu")
@@ -37,12 +37,16 @@ def test_choose_amp_needs_native_bf16_and_a_faster_step(monkeypatch):
         return lambda model, train, may_measure: ratio
 
     native, none = (lambda: "avx512_bf16"), (lambda: None)
-    assert choose_amp("cpu", MODEL, TRAIN, native, speed(1.46)).amp == "bf16"
-    slower = choose_amp("cpu", MODEL, TRAIN, native, speed(MIN_SPEEDUP - 0.01))
+    assert choose_amp("cpu", MODEL, TRAIN, bf16_kind=native, speedup=speed(1.46)).amp == "bf16"
+    slower = choose_amp("cpu", MODEL, TRAIN, bf16_kind=native, speedup=speed(MIN_SPEEDUP - 0.01))
     assert slower.amp == "none" and "0.99x" not in slower.why and f"{MIN_SPEEDUP - 0.01:.2f}x" in slower.why
-    assert choose_amp("cpu", MODEL, TRAIN, none, speed(3.0)).amp == "none"  # emulated: never timed, never bf16
-    assert choose_amp("cuda", MODEL, TRAIN, native, speed(3.0)).amp == "none"
-    assert choose_amp("cpu", MODEL, TRAIN, lambda: "amx", speed(1.7)).why.startswith("bf16 autocast: this CPU has amx")
+    assert (
+        choose_amp("cpu", MODEL, TRAIN, bf16_kind=none, speedup=speed(3.0)).amp == "none"
+    )  # emulated: never timed, never bf16
+    assert choose_amp("cuda", MODEL, TRAIN, bf16_kind=native, speedup=speed(3.0)).amp == "none"
+    assert choose_amp("cpu", MODEL, TRAIN, bf16_kind=lambda: "amx", speedup=speed(1.7)).why.startswith(
+        "bf16 autocast: this CPU has amx"
+    )
 
 
 def test_torchrun_ranks_do_not_time(monkeypatch):
@@ -54,7 +58,7 @@ def test_torchrun_ranks_do_not_time(monkeypatch):
         asked.append(may_measure)
         return None
 
-    choice = choose_amp("cpu", MODEL, TRAIN, lambda: "avx512_bf16", cached_only)
+    choice = choose_amp("cpu", MODEL, TRAIN, bf16_kind=lambda: "avx512_bf16", speedup=cached_only)
     assert choice.amp == "none" and asked == [False] and "torchrun" in choice.why
 
 
@@ -88,10 +92,10 @@ def test_the_timing_runs_the_step_and_leaves_the_rng_alone():
 
 def test_a_resolved_run_says_why_in_its_config(tmp_path, monkeypatch):
     """config.json records the precision and why (the log says the same)."""
-    from sagan.resolve import resolve
+    from sagan.run_config import resolve
 
     monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr("sagan.precision.cpu_bf16_kind", lambda: None)
+    monkeypatch.setattr("sagan.training.precision.cpu_bf16_kind", lambda: None)
     r = resolve("demo", {"device": "cpu"})
     assert r.train.amp == "none" and r.as_dict()["amp_reason"].startswith("amp auto: fp32: this CPU has no native")
 
@@ -99,12 +103,12 @@ def test_a_resolved_run_says_why_in_its_config(tmp_path, monkeypatch):
 def test_a_run_stores_its_timing_and_the_next_resolve_reads_it(tmp_path, monkeypatch):
     """The timing amp "auto" measured for a run is stored when the run starts; resolving the same model again
     reads it (no second timing) and decides the same."""
-    from sagan.resolve import resolve
+    from sagan.run_config import resolve
 
     monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr("sagan.precision.cpu_bf16_kind", lambda: "avx512_bf16")
-    monkeypatch.setattr("sagan.precision.time_bf16_speedup", lambda model, train: 1.3)
+    monkeypatch.setattr("sagan.training.precision.cpu_bf16_kind", lambda: "avx512_bf16")
+    monkeypatch.setattr("sagan.training.trainer.time_bf16_speedup", lambda model, train: 1.3)
     sets = ["g_channels=4", "d_channels=4", "z_dim=8", "log_every=1"]
     first = resolve("demo", {"device": "cpu", "steps": 1, "batch_size": 4, "outdir": str(tmp_path / "runs")}, sets)
     assert first.train.amp == "bf16" and "1.30x" in first.amp_reason and first.amp_speedup == 1.3
@@ -112,6 +116,6 @@ def test_a_run_stores_its_timing_and_the_next_resolve_reads_it(tmp_path, monkeyp
     import sagan
 
     sagan.train(first)
-    monkeypatch.setattr("sagan.precision.time_bf16_speedup", lambda model, train: pytest.fail("timed twice"))
+    monkeypatch.setattr("sagan.training.trainer.time_bf16_speedup", lambda model, train: pytest.fail("timed twice"))
     again = resolve("demo", {"device": "cpu", "steps": 1, "batch_size": 4, "outdir": str(tmp_path / "runs")}, sets)
     assert again.train.amp == "bf16" and again.amp_reason == first.amp_reason

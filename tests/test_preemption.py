@@ -15,8 +15,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sagan.checkpoint import load_checkpoint
 from sagan.cli import main
+from sagan.model_files.checkpoints import load_checkpoint
 from tests.conftest import TINY_SETS, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +195,7 @@ def test_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_pat
     before = (run / "checkpoints" / "latest.pt").read_bytes()
     script = (
         "import os, signal, sys, torch\n"
-        "import sagan.checkpoint as c\n"
+        "import sagan.model_files.checkpoints as c\n"
         "real = torch.save\n"
         "def dying(obj, f, *a, **k):\n"
         "    real(obj, f, *a, **k)\n"

@@ -7,8 +7,9 @@ from PIL import Image
 
 import sagan
 from sagan.cli import main
-from sagan.data import load_dataset
-from sagan.pretrained import SHIPPED, SHIPPED_ROOT, file_sha256, verify_shipped
+from sagan.data.datasets import load_dataset
+from sagan.model_files.pretrained import SHIPPED, SHIPPED_ROOT, verify_shipped
+from sagan.safe_files import file_sha256
 
 
 def test_shipped_files_match_their_recorded_hash():
@@ -44,7 +45,7 @@ def test_sample_pretrained_from_the_command_line(tmp_path):
 
 
 def test_a_damaged_shipped_file_is_detected(tmp_path, monkeypatch):
-    import sagan.pretrained as pretrained
+    import sagan.model_files.pretrained as pretrained
 
     copy = tmp_path / "fashion-mnist"
     copy.mkdir()

@@ -1,4 +1,4 @@
-"""The parts of a run's maintenance on their own (`sagan.run_log`): step statistics and training time, and the
+"""The parts of a run's maintenance on their own (`sagan.training.step_log`): step statistics and training time, and the
 divergence guard's three ways to stop a run."""
 
 import math
@@ -8,7 +8,7 @@ import torch
 
 from sagan.distributed import DistInfo
 from sagan.errors import DivergedError
-from sagan.run_log import EXPLODING_LOSS, DivergenceGuard, StepLog, all_finite
+from sagan.training.step_log import EXPLODING_LOSS, DivergenceGuard, StepLog, all_finite
 
 
 class FakeTrainer:
@@ -27,7 +27,7 @@ def guard(trainer=None, patience=3, log_every=10, where="the last good checkpoin
 
 def test_step_log_means_and_training_time_without_maintenance(monkeypatch):
     clock = iter([100.0, 130.0])
-    monkeypatch.setattr("sagan.run_log.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("sagan.training.step_log.time.perf_counter", lambda: next(clock))
     log = StepLog(torch.device("cpu"), train_seconds=60.0)
     log.add(torch.tensor([1.0, 2.0, -2.0]), torch.tensor(0.5))
     log.add(torch.tensor([3.0, 4.0, -4.0]), torch.tensor(1.5))

@@ -1,13 +1,13 @@
-"""`sagan.saver.CheckpointSaver` on its own: latest.pt, snapshots pruned to keep_snapshots, best.pt by FID, and
-where the last good checkpoint is."""
+"""`sagan.training.checkpoint_saver.CheckpointSaver` on its own: latest.pt, snapshots pruned to keep_snapshots,
+best.pt by FID, and where the last good checkpoint is."""
 
 import torch
 
-from sagan.checkpoint import load_checkpoint
 from sagan.distributed import DistInfo
-from sagan.resolve import resolve
-from sagan.saver import CheckpointSaver
-from sagan.trainer import Trainer
+from sagan.model_files.checkpoints import load_checkpoint
+from sagan.run_config import resolve
+from sagan.training.checkpoint_saver import CheckpointSaver
+from sagan.training.trainer import Trainer
 from tests.conftest import TINY_SETS
 
 

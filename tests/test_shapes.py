@@ -1,9 +1,10 @@
-"""The built-in shapes dataset (`sagan.shapes`): deterministic, exactly mirror-symmetric, labelled by kind."""
+"""The built-in shapes dataset (`sagan.data.shapes`): deterministic, exactly mirror-symmetric, labelled by
+kind."""
 
 import pytest
 import torch
 
-from sagan.shapes import SHAPE_NAMES, ShapesDataset, shape_label
+from sagan.data.shapes import SHAPE_NAMES, ShapesDataset, shape_label
 
 
 @pytest.mark.parametrize("resolution", [16, 32, 64])

@@ -13,12 +13,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from sagan.checkpoint import load_checkpoint
 from sagan.cli import main
 from sagan.config import ModelConfig
-from sagan.ema import ema_update
 from sagan.layers.spectral import spectrally_normalised
+from sagan.model_files.checkpoints import load_checkpoint
 from sagan.models import Generator
+from sagan.training.ema import ema_update
 from tests.conftest import only_run, run_cli, tiny_args
 
 
@@ -113,7 +113,7 @@ def test_ema_generator_keeps_unit_spectral_norm(monkeypatch):
     x = G_ema.eval()(z, y)
     assert x.std() > 0.05 and (x[0] - x[1]).abs().mean() > 1e-3  # not degenerate
     # The check has teeth: with G_ema's singular vectors left stale, sigma drifts far from 1.
-    monkeypatch.setattr("sagan.ema.refresh_spectral_norm", lambda module: None)
+    monkeypatch.setattr("sagan.training.ema.refresh_spectral_norm", lambda module: None)
     _, stale, _, _ = _ema_after_random_training()
     assert _worst_sigma_error(stale) > 0.1
 
@@ -315,6 +315,25 @@ def test_training_variants_run(tmp_path, extra):
     assert ckpt["data_consumed"] == 2 * per_step
 
 
+@pytest.mark.parametrize("channels", [None, "1"])
+def test_training_on_a_labelled_image_folder_end_to_end(tmp_path, channels):
+    """A folder with one sub-folder per class trains a conditional model on its images (colour by default,
+    grayscale with --channels 1), and the run's generator draws images of that many channels for every class."""
+    from sagan.model_files.loading import load_generator
+
+    for k, colour in enumerate(["red", "blue", "green"]):
+        (tmp_path / "photos" / f"class{k}").mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40 + i, 36), colour).save(tmp_path / "photos" / f"class{k}" / f"{i}.png")
+    extra = ["--data", str(tmp_path / "photos"), *(["--channels", channels] if channels else [])]
+    run_cli(tiny_args(tmp_path / "runs", steps=2, extra=extra))
+    run = only_run(tmp_path / "runs")
+    G = load_generator(run)
+    assert G.cfg.num_classes == 3 and G.cfg.img_channels == (1 if channels else 3)
+    images = G.sample(6, classes=2)
+    assert images.shape == (6, G.cfg.img_channels, 32, 32) and torch.isfinite(images).all()
+
+
 def test_resume_applies_changed_hyperparameters(tmp_path):
     run_cli(tiny_args(tmp_path / "runs", steps=2))
     run = only_run(tmp_path / "runs")
@@ -329,7 +348,7 @@ def test_adam_runs_multi_tensor_also_after_resuming_a_checkpoint_that_stored_non
     """foreach is how the update is computed, not state: a checkpoint saved with torch's default (None, a loop over
     the parameters on CPU) resumes with the multi-tensor update."""
     from sagan.config import TrainConfig
-    from sagan.trainer import Trainer
+    from sagan.training.trainer import Trainer
 
     t = Trainer(ModelConfig(g_channels=4, d_channels=4, num_classes=2), TrainConfig(batch_size=4), torch.device("cpu"))
     assert all(g["foreach"] is True for opt in (t.opt_G, t.opt_D) for g in opt.param_groups)
@@ -346,7 +365,7 @@ def test_adam_runs_multi_tensor_also_after_resuming_a_checkpoint_that_stored_non
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc")
 def test_the_cpu_malloc_cache_applies_on_glibc():
-    from sagan.trainer import keep_freed_memory
+    from sagan.training.trainer import keep_freed_memory
 
     assert keep_freed_memory()
 
@@ -386,7 +405,7 @@ def test_a_cut_metrics_line_does_not_stop_resume_or_plot(tmp_path):
 
 
 def _make_run_dir(outdir, barrier, queue):
-    from sagan.rundir import create_run_dir
+    from sagan.training.run_folder import create_run_dir
 
     barrier.wait()
     queue.put(create_run_dir(outdir, "demo").name)

@@ -12,7 +12,7 @@ from PIL import Image
 from sagan.cli import main
 from sagan.config import ModelConfig
 from sagan.layers.attention import explicit_attention
-from sagan.loading import load_discriminator, load_generator
+from sagan.model_files.loading import load_discriminator, load_generator
 from sagan.models import Discriminator, Generator
 from sagan.sampling import fixed_noise, make_labels
 from sagan.visualize import auto_queries, capture_inputs, generate_with_attention, query_cell

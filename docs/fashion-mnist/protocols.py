@@ -25,10 +25,10 @@ import time
 import torch
 
 from sagan.distributed import DistInfo
-from sagan.loading import load_generator
 from sagan.metrics.evaluate import METRIC_FNS, _collect, _reference_features, count_tag, reference_key
 from sagan.metrics.inception import Inception
 from sagan.metrics.sources import generated_batches, real_batches
+from sagan.model_files.loading import load_generator
 
 PARTS = ("test32", "test28", "floor")
 

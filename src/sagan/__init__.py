@@ -13,9 +13,9 @@ from pathlib import Path
 from sagan import losses
 from sagan.config import ModelConfig, TrainConfig
 from sagan.layers import ConditionalBatchNorm2d, SelfAttention2d
-from sagan.loading import load_discriminator, load_generator
+from sagan.model_files.loading import load_discriminator, load_generator
 from sagan.models import Discriminator, Generator
-from sagan.resolve import Resolved, resolve
+from sagan.run_config import Resolved, resolve
 
 __version__ = "0.1.0"
 __all__ = [
@@ -38,7 +38,7 @@ def train(config: str | Resolved = "demo", **overrides) -> Path | None:
     """Train as `sagan train` does and return the run folder: `config` is a preset name (with `overrides`:
     any ModelConfig / TrainConfig field, e.g. steps=200, lr_d=2e-4, g_attn_resolutions=(16,)) or a config
     already resolved with `sagan.resolve`. Under torchrun, non-zero ranks return None."""
-    from sagan.training_loop import train as run_training
+    from sagan.training.loop import train as run_training
 
     if isinstance(config, Resolved):
         if overrides:

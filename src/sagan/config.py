@@ -2,7 +2,7 @@
 
 The dataclasses are the single source of truth: models take a `ModelConfig`, the training loop a `TrainConfig`,
 and a run folder's `config.json` is `asdict()` of both. Presets are plain dicts of overrides on the defaults
-(`sagan.presets`); resolving a run's config from a preset, flags and --set items is `sagan.resolve`.
+(`sagan.presets`); resolving a run's config from a preset, flags and --set items is `sagan.run_config`.
 """
 
 from __future__ import annotations

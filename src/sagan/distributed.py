@@ -29,6 +29,13 @@ class DistInfo:
 STORE_TIMEOUT = datetime.timedelta(minutes=30)  # torch's default for gloo
 
 
+def local_batch(batch_size: int, world_size: int) -> int:
+    """Each process's share of the global batch; ValueError when it does not divide over the processes."""
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} (the global batch) does not divide over {world_size} processes")
+    return batch_size // world_size
+
+
 def launched_by_torchrun() -> bool:
     """True when RANK, LOCAL_RANK and WORLD_SIZE are set, as torchrun does."""
     return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))

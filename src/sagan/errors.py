@@ -2,6 +2,13 @@
 `Error: ...` with exit status 1; `--debug` or SAGAN_DEBUG=1 shows the traceback instead."""
 
 
+import pickle
+
+# What torch.load(weights_only=True) raises on a file that is not a torch file, is cut short, or holds a pickle
+# that wants to run code (its zip reader's RuntimeError, the unpickler's errors, end of file).
+TORCH_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, KeyError, TypeError)
+
+
 class SaganError(Exception):
     """An error the user can act on (bad input, unusable file, diverged run); the CLI prints it as one line."""
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sagan.files import write_text
+from sagan.safe_files import write_text
 from sagan.sampling import fixed_noise, make_labels
 from sagan.visualize import generate_with_attention
 

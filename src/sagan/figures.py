@@ -31,9 +31,9 @@ def made_by_sagan(path: Path) -> bool:
 
 
 def save_png(fig, out: str | Path, overwrite: bool = False, dpi: int = 100, only_our_own: bool = False) -> Path:
-    """Write `fig` to `out` as PNG atomically (sagan.files.atomic_output); an existing `out` is replaced only with
+    """Write `fig` to `out` as PNG atomically (sagan.safe_files.atomic_output); an existing `out` is replaced only with
     `overwrite`, and with `only_our_own` (a default file name the user did not ask for) only if sagan made it."""
-    from sagan.files import atomic_output
+    from sagan.safe_files import atomic_output
 
     with atomic_output(out, overwrite, may_replace=made_by_sagan if only_our_own else None) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": SOFTWARE})

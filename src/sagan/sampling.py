@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.utils as vutils
 
-from sagan.files import atomic_folder, atomic_output
+from sagan.safe_files import atomic_folder, atomic_output
 
 
 def make_labels(n: int, num_classes: int, class_id: int | None = None, per_row: int = 0) -> torch.Tensor | None:

@@ -128,7 +128,7 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None, overwrite:
     version, or edited) are left out, named in a warning and in their panel.
     """
     from sagan.figures import new_figure, save_png
-    from sagan.rundir import read_metrics
+    from sagan.training.run_folder import read_metrics
 
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
@@ -186,7 +186,7 @@ def _eval_curves(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
 def eval_table(run_dir: str | Path) -> list[dict]:
     """One row per evaluation of a run: step, kimg, training minutes (of the log row at or before it) and every
     evaluation metric; for tables of FID against training time."""
-    from sagan.rundir import read_metrics
+    from sagan.training.run_folder import read_metrics
 
     rows = read_metrics(Path(run_dir) / "metrics.jsonl")
     logs = [r for r in rows if "kimg" in r]

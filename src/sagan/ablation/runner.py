@@ -22,7 +22,7 @@ import torch
 from sagan.ablation.grids import Grid
 from sagan.ablation.summary import write_tables
 from sagan.errors import DivergedError, SaganError
-from sagan.files import write_text
+from sagan.safe_files import write_text
 
 log = logging.getLogger("sagan")
 
@@ -85,7 +85,7 @@ def run_grid(
 
 
 def _resolve(grid: Grid, config: str, seed: int, extra_sets: tuple[str, ...], device: str):
-    from sagan.resolve import resolve
+    from sagan.run_config import resolve
 
     return resolve(grid.preset, {"seed": seed, "device": device}, grid.sets + grid.configs[config] + extra_sets)
 
@@ -117,16 +117,16 @@ def _steps_left(run_dir: Path, steps: int) -> int:
     latest = run_dir / "checkpoints" / "latest.pt"
     if not latest.is_file():
         return steps
-    from sagan.checkpoint import load_checkpoint
+    from sagan.model_files.checkpoints import load_checkpoint
 
     return max(steps - int(load_checkpoint(latest)["step"]), 0)
 
 
 def _train(resolved, run_dir: Path) -> tuple[str, int]:
     """Train, resume or skip the run in `run_dir`: (status, steps trained now)."""
-    from sagan.checkpoint import load_checkpoint
-    from sagan.resolve import resolve
-    from sagan.training_loop import train
+    from sagan.model_files.checkpoints import load_checkpoint
+    from sagan.run_config import resolve
+    from sagan.training.loop import train
 
     ckpt, start = None, 0
     if (run_dir / "checkpoints" / "latest.pt").is_file():
@@ -151,7 +151,7 @@ def _train(resolved, run_dir: Path) -> tuple[str, int]:
 
 def _reached_step(run_dir: Path) -> int:
     """The step of the run's latest checkpoint (0 when there is none)."""
-    from sagan.checkpoint import load_checkpoint
+    from sagan.model_files.checkpoints import load_checkpoint
 
     latest = run_dir / "checkpoints" / "latest.pt"
     return int(load_checkpoint(latest)["step"]) if latest.is_file() else 0
@@ -159,7 +159,7 @@ def _reached_step(run_dir: Path) -> int:
 
 def train_minutes(run_dir: Path) -> float:
     """Training time of a run from its metrics: every log row covers log_every steps at its images/s."""
-    from sagan.rundir import read_metrics
+    from sagan.training.run_folder import read_metrics
 
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "images_per_s" in r]
     seconds, kimg = 0.0, 0.0
@@ -177,8 +177,8 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None, grid
     the train stream; on other data: sample_std on `sym_num` samples, and FID and KID of `fid_num` samples
     against `grid.fid_real` images of its `eval_split` (the `sagan evaluate` protocol, reference features cached).
     """
-    from sagan.checkpoint import load_checkpoint
-    from sagan.loading import load_generator
+    from sagan.model_files.checkpoints import load_checkpoint
+    from sagan.model_files.loading import load_generator
 
     G = load_generator(run_dir)
     train_cfg = load_checkpoint(run_dir)["config"]["train"]
@@ -186,7 +186,7 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None, grid
     out = {"train_minutes": round(train_minutes(run_dir), 2)}
     if data == "shapes":
         return {**out, **_shape_metrics(G, sym_num, fid_num, inception)}
-    from sagan.metrics.evaluate import evaluate
+    from sagan.metrics.evaluate import Protocol, evaluate
     from sagan.metrics.sources import generated_batches
 
     shown = torch.cat([x.float() / 127.5 - 1 for _, x in generated_batches(G, sym_num, seed=0)])
@@ -194,19 +194,19 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None, grid
     if fid_num:
         split, real = (grid.eval_split, grid.fid_real) if grid else ("train", 0)
         mc, root = G.cfg, train_cfg.get("data_root", "")
-        result = evaluate(G, data, ["fid", "kid"], fid_num, mc.resolution, mc.img_channels, root, split,
-                          num_real=real or fid_num, inception=inception, seed=0)["metrics"]  # fmt: skip
+        protocol = Protocol(data, mc.resolution, mc.img_channels, ("fid", "kid"), fid_num, real or fid_num, split,
+                            root)  # fmt: skip
+        result = evaluate(G, protocol, inception)["metrics"]
         tag = next(k for k in result if k.startswith("fid"))[3:]
         out[f"fid{fid_num}"], out[f"kid{fid_num}"] = result[f"fid{tag}"], result[f"kid{tag}"]
     return out
 
 
 def _shape_metrics(G, sym_num: int, fid_num: int, inception) -> dict:
-    from sagan.metrics.math import mirror_colour_gap, mirror_iou, symmetry_error
+    from sagan.metrics.scores import mirror_colour_gap, mirror_iou, symmetry_error
     from sagan.metrics.sources import generated_batches
 
-    images = torch.cat([x.float() / 127.5 - 1 for _, x in generated_batches(G, max(sym_num, fid_num), seed=0)])
-    shown = images[:sym_num]
+    shown = torch.cat([x.float() / 127.5 - 1 for _, x in generated_batches(G, sym_num, seed=0)])
     out = {
         f"symmetry_fake{sym_num}": symmetry_error(shown),
         f"mirror_iou{sym_num}": mirror_iou(shown),
@@ -214,21 +214,16 @@ def _shape_metrics(G, sym_num: int, fid_num: int, inception) -> dict:
         f"sample_std{sym_num}": shown.std(0).mean().item(),
     }
     if fid_num:
-        out[f"fid{fid_num}"] = _fid(images[:fid_num], G.cfg.resolution, inception)
+        out[f"fid{fid_num}"] = _fid(G, fid_num, inception)
     return out
 
 
-def _fid(images: torch.Tensor, resolution: int, inception) -> float:
-    from sagan.metrics.evaluate import reference_key
-    from sagan.metrics.inception import cached_features, to_uint8
-    from sagan.metrics.math import fid_from_features
-    from sagan.metrics.sources import real_batches
+def _fid(G, fid_num: int, inception) -> float:
+    """FID of G's `fid_num` samples against as many images of the shapes data, by `sagan evaluate`'s protocol."""
+    from sagan.metrics.evaluate import Protocol, count_tag, evaluate
 
-    n = len(images)
-    fake = inception.features(to_uint8(images).split(50))["2048"]
-    key = reference_key("shapes", "train", resolution, 3, n, 0, inception.id)
-    real = cached_features(key, lambda: inception.features(x for _, x in real_batches("shapes", resolution, 3, n)))
-    return fid_from_features(fake, real["2048"])
+    protocol = Protocol("shapes", G.cfg.resolution, G.cfg.img_channels, ("fid",), fid_num, fid_num, "train")
+    return evaluate(G, protocol, inception)["metrics"][f"fid{count_tag(fid_num)}"]
 
 
 def _duration(seconds: float) -> str:

@@ -12,7 +12,7 @@ import torch
 
 from sagan.ablation.grids import Grid
 from sagan.ablation.stats import welch_test
-from sagan.files import write_text
+from sagan.safe_files import write_text
 
 COLLAPSED_STD = 0.05  # sample_std below this: the samples hardly vary (mode collapse)
 
@@ -112,8 +112,8 @@ def plot_samples(grid: Grid, rows: list[dict], outdir: Path, path: Path, num: in
     from torchvision.utils import make_grid
 
     from sagan.figures import new_figure
-    from sagan.loading import load_generator
     from sagan.metrics.sources import generated_batches
+    from sagan.model_files.loading import load_generator
 
     panels = []
     for config in grid.configs:

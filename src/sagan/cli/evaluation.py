@@ -81,15 +81,15 @@ def evaluate(
     """FID / KID / IS / intra-FID / density / coverage (TF Inception features) of a generator or a folder of
     images; prints JSON."""
     from sagan.distributed import resolve_device
+    from sagan.metrics.evaluate import Protocol, parse_metrics
     from sagan.metrics.evaluate import evaluate as run_eval
-    from sagan.metrics.evaluate import parse_metrics
     from sagan.metrics.inception import Inception
 
     if pretrained is not None:
         checkpoint = model_source(checkpoint, pretrained)
     if (checkpoint is None) == (fake is None):
         raise click.UsageError("give exactly one of --checkpoint (or --pretrained) and --fake")
-    from sagan.files import check_output
+    from sagan.safe_files import check_output
 
     for path in (out, save_ref_stats):
         if path:
@@ -101,7 +101,7 @@ def evaluate(
     dev = resolve_device(device)
     channels = 3
     if checkpoint:
-        from sagan.loading import load_generator
+        from sagan.model_files.loading import load_generator
 
         G = load_generator(checkpoint, dev)
         source, resolution, channels = G, resolution or G.cfg.resolution, G.cfg.img_channels
@@ -116,24 +116,23 @@ def evaluate(
             raise click.UsageError("with --fake, give --data (the real images to compare with)")
         resolution = resolution or folder_resolution(fake)
     inception = Inception(inception_path, dev, with_logits="is" in names, precision=inception_precision)
-    result = run_eval(
-        source, data, names, num, resolution, channels, data_root, split, num_real, inception, seed=seed,
-        ref_stats=ref_stats, save_ref_stats=save_ref_stats,
-    )  # fmt: skip
+    protocol = Protocol(data, resolution, channels, tuple(names), num, num_real, split, data_root, seed,
+                        ref_stats=ref_stats, save_ref_stats=save_ref_stats)  # fmt: skip
+    result = run_eval(source, protocol, inception)
     text = json.dumps(result, indent=2)
     click.echo(text)
     if out:
-        from sagan.files import write_text
+        from sagan.safe_files import write_text
 
         write_text(out, text + "\n", overwrite)
 
 
 def _checkpoint_data(checkpoint: str) -> tuple[str, str]:
     """The dataset and data root a checkpoint was trained on (exported generators do not record them)."""
-    from sagan.loading import is_pretrained
+    from sagan.model_files.loading import is_pretrained
 
     if is_pretrained(checkpoint):
-        from sagan.pretrained import read_pretrained, resolve_pretrained
+        from sagan.model_files.pretrained import read_pretrained, resolve_pretrained
 
         data = read_pretrained(resolve_pretrained(checkpoint), "G")[2].get("data")
         if not isinstance(data, str):
@@ -141,7 +140,7 @@ def _checkpoint_data(checkpoint: str) -> tuple[str, str]:
         return data, ""
     if str(checkpoint).endswith(".safetensors"):
         raise click.UsageError("an exported generator does not record its dataset: give --data")
-    from sagan.checkpoint import load_checkpoint
+    from sagan.model_files.checkpoints import load_checkpoint
 
     train = load_checkpoint(checkpoint)["config"].get("train")
     if not isinstance(train, dict) or not isinstance(train.get("data"), str):

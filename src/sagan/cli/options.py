@@ -23,7 +23,7 @@ def model_source(checkpoint: str | None, pretrained: str | None) -> str:
     if (checkpoint is None) == (pretrained is None):
         raise click.UsageError("give exactly one of --checkpoint and --pretrained")
     if pretrained is not None:
-        from sagan.pretrained import resolve_pretrained
+        from sagan.model_files.pretrained import resolve_pretrained
 
         return str(resolve_pretrained(pretrained))
     return checkpoint

@@ -34,8 +34,8 @@ def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size,
     """
     checkpoint = model_source(checkpoint, pretrained)
     from sagan.distributed import resolve_device
-    from sagan.files import check_folder, check_output
-    from sagan.loading import load_generator
+    from sagan.model_files.loading import load_generator
+    from sagan.safe_files import check_folder, check_output
     from sagan.sampling import fixed_noise, generate, make_labels, save_folder, save_grid
 
     grid = out.lower().endswith(".png")
@@ -65,8 +65,8 @@ def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size,
 def interpolate(checkpoint, pretrained, out, mode, steps, rows, classes, seed, truncation, device, overwrite) -> None:
     """Interpolate between two noise vectors (--mode z) or two classes (--mode class), as a grid or a GIF."""
     from sagan.distributed import resolve_device
-    from sagan.files import check_output
-    from sagan.loading import load_generator
+    from sagan.model_files.loading import load_generator
+    from sagan.safe_files import check_output
     from sagan.sampling import interpolate as run_interpolation
     from sagan.sampling import save_gif, save_grid
 
@@ -109,12 +109,12 @@ def interpolate(checkpoint, pretrained, out, mode, steps, rows, classes, seed, t
 def export(checkpoint, out, fmt, no_discriminator, overwrite) -> None:
     """Write the EMA generator (loadable with no pickle) as safetensors or as a pretrained folder."""
     if fmt == "pretrained":
-        from sagan.export import export_pretrained
+        from sagan.model_files.exports import export_pretrained
 
         folder = export_pretrained(checkpoint, out, with_discriminator=not no_discriminator)
         click.echo(f"wrote {folder}")
         return
-    from sagan.export import export_generator
+    from sagan.model_files.exports import export_generator
 
     weights, config = export_generator(checkpoint, out, overwrite)
     click.echo(f"wrote {weights} and {config}")

@@ -36,7 +36,12 @@ from sagan.errors import SaganError
 @click.option("--unconditional", is_flag=True, help="Ignore class labels (no cBN, no projection).")
 @click.option("--outdir", default=None, help="Parent folder of run folders.  [default: runs]")
 @click.option("--steps", type=int, default=None, help="Total G updates.  [default: the preset's]")
-@click.option("--batch-size", type=int, default=None, help="Batch size per process.  [default: the preset's]")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Global batch size, split over torchrun's processes.  [default: the preset's]",
+)
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 0]")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N.  [default: auto]")
 @click.option(
@@ -78,7 +83,7 @@ from sagan.errors import SaganError
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train(preset, channels, download, unconditional, resume, run_dir, force, sets, dry_run, **flags) -> None:
     """Train SAGAN. With no options: the demo preset on the built-in shapes dataset."""
-    from sagan.resolve import resolve
+    from sagan.run_config import resolve
 
     flags["img_channels"] = int(channels) if channels else None
     flags["download"] = True if download else None
@@ -92,7 +97,7 @@ def train(preset, channels, download, unconditional, resume, run_dir, force, set
             click.echo(f"{run_dir} has finished ({ckpt['step']} steps); nothing to do")
             return
     elif resume:
-        from sagan.checkpoint import check_resumable, load_checkpoint, run_folder_of
+        from sagan.model_files.checkpoints import check_resumable, load_checkpoint, run_folder_of
 
         ckpt = load_checkpoint(resume)
         check_resumable(ckpt, resume)
@@ -107,7 +112,7 @@ def train(preset, channels, download, unconditional, resume, run_dir, force, set
         logging.getLogger("sagan").warning(
             "%s is not inside a run folder: continuing in a new run folder under %s", resume, resolved.train.outdir
         )
-    from sagan.training_loop import train as run_training
+    from sagan.training.loop import train as run_training
 
     run_training(resolved, resume=ckpt, run_dir=run_dir)
 
@@ -115,9 +120,9 @@ def train(preset, channels, download, unconditional, resume, run_dir, force, set
 def _named_run(path: str, preset: str, flags: dict, sets) -> tuple[dict | None, Path]:
     """For --run-dir: (the checkpoint to continue, or None to start the run; the folder). A checkpoint whose run has
     reached its steps (this command's --steps or --set steps, else its own) comes back marked "finished"."""
-    from sagan.checkpoint import check_resumable, load_checkpoint
-    from sagan.resolve import parse_set
-    from sagan.rundir import named_run_state
+    from sagan.model_files.checkpoints import check_resumable, load_checkpoint
+    from sagan.run_config import parse_set
+    from sagan.training.run_folder import named_run_state
 
     folder = Path(path).expanduser()
     if named_run_state(folder) != "resume":

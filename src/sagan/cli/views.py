@@ -25,7 +25,7 @@ def _parse_queries(text: str | None, resolution: int, count: int) -> list[tuple[
 
 def _models_for_attention(checkpoint: str, device: str):
     from sagan.distributed import resolve_device
-    from sagan.loading import load_discriminator, load_generator
+    from sagan.model_files.loading import load_discriminator, load_generator
 
     if str(checkpoint).endswith(".safetensors"):
         raise ValueError(
@@ -53,7 +53,7 @@ def _models_for_attention(checkpoint: str, device: str):
 def attention(checkpoint, pretrained, out, num, seed, class_id, layer, d_layer, queries, device, overwrite) -> None:
     """Figure of where chosen query points attend, in G's and D's attention layers (the paper's Fig. 1)."""
     checkpoint = model_source(checkpoint, pretrained)
-    from sagan.files import check_output
+    from sagan.safe_files import check_output
     from sagan.sampling import fixed_noise, make_labels
     from sagan.visualize import attention_figure, generate_with_attention
 
@@ -88,7 +88,7 @@ def explore(checkpoint, pretrained, out, num, seed, device, overwrite) -> None:
     """Write a self-contained HTML page to explore every attention layer's maps (works offline)."""
     checkpoint = model_source(checkpoint, pretrained)
     from sagan.explore import explore_data, write_explorer
-    from sagan.files import check_output
+    from sagan.safe_files import check_output
 
     check_output(out, overwrite)
     G, D = _models_for_attention(checkpoint, device)

@@ -77,9 +77,20 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Turn every BatchNorm2d inside `module` into a SyncBatchNorm2d in place: the class changes, the parameter
-    and buffer objects stay (an optimiser made before keeps updating them; checkpoints load either way)."""
-    for m in module.modules():
-        if type(m) is nn.BatchNorm2d:
-            m.__class__ = SyncBatchNorm2d
+    """Replace every BatchNorm2d inside `module` by a SyncBatchNorm2d holding the same parameter and buffer
+    objects (an optimiser made before keeps updating them; the state dict keeps its keys, so checkpoints load
+    either way), in place."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.BatchNorm2d:
+                setattr(parent, name, _as_sync(child))
     return module
+
+
+def _as_sync(bn: nn.BatchNorm2d) -> SyncBatchNorm2d:
+    sync = SyncBatchNorm2d(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, device="meta")
+    for name, param in bn.named_parameters(recurse=False):
+        setattr(sync, name, param)  # the same Parameter objects
+    for name, buffer in bn.named_buffers(recurse=False):
+        sync.register_buffer(name, buffer)
+    return sync.train(bn.training)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 
 from sagan.errors import SaganError
 from sagan.metrics.inception import Inception, cached_features
-from sagan.metrics.math import (
+from sagan.metrics.scores import (
     density_coverage,
     fid_from_features,
     fid_from_statistics,
@@ -57,7 +58,7 @@ BUILTIN_DATA = ("shapes", "mnist", "fashion-mnist", "cifar10", "cifar100")
 def reference_key(data: str, split: str, resolution: int, channels: int, num: int, seed: int, extractor: str) -> str:
     """The cache key of real-image features: protocol version, data (a folder by a digest of its file list),
     split, resolution, channels, requested count, subset seed and the extractor's id (weights and version)."""
-    from sagan.data import folder_digest
+    from sagan.data.datasets import folder_digest
 
     data_id = data if data in BUILTIN_DATA else f"folder-{folder_digest(data)}"
     return f"p{PROTOCOL_VERSION}-{data_id}-{split}-{resolution}px-{channels}ch-n{num}-seed{seed}-{extractor}"
@@ -162,36 +163,46 @@ METRIC_FNS = {
 NEEDS_REAL = ("fid", "kid", "pr", "intra_fid", "density", "coverage")
 
 
-def evaluate(
-    fake: torch.nn.Module | str | Path,
-    data: str,
-    metrics: list[str],
-    num: int,
-    resolution: int,
-    channels: int,
-    data_root: str = "",
-    split: str = "train",
-    num_real: int | None = None,
-    inception: Inception | None = None,
-    inception_path: str = "",
-    seed: int = 0,
-    batch_size: int = 50,
-    info=None,
-    ref_stats: str | Path | None = None,
-    save_ref_stats: str | Path | None = None,
-) -> dict:
-    """Metrics of a generator (or a folder of generated images) against `data`, and the protocol used.
+@dataclass(frozen=True)
+class Protocol:
+    """What an evaluation measures and against what: `metrics` (METRICS names) of `num` generated images against
+    `num_real` (default `num`) real images of `data` (a dataset name or folder, at `resolution` px with
+    `channels` channels; `split` of torchvision sets, from `data_root`), noise and real subset seeded by `seed`,
+    `batch_size` images per batch. `ref_stats`: a pytorch-fid .npz (mu, sigma) that FID is computed against
+    instead of `data`'s features; `save_ref_stats`: write the real features' statistics there."""
 
-    Under torchrun (`info`: sagan.distributed.DistInfo), every rank generates and extracts its share of the
-    images, the features are gathered once, and every rank returns the same result (a collective).
-    `ref_stats`: a pytorch-fid .npz (mu, sigma) that FID is computed against instead of `data`'s features;
-    `save_ref_stats`: write the real features' statistics there (pytorch-fid's format).
+    data: str
+    resolution: int
+    channels: int
+    metrics: tuple[str, ...] = ("fid",)
+    num: int = 10_000
+    num_real: int | None = None
+    split: str = "train"
+    data_root: str = ""
+    seed: int = 0
+    batch_size: int = 50
+    ref_stats: str | Path | None = None
+    save_ref_stats: str | Path | None = None
+
+
+def evaluate(
+    fake: torch.nn.Module | str | Path, protocol: Protocol, inception: Inception | None = None, info=None
+) -> dict:
+    """Metrics of a generator (or a folder of generated images) under `protocol`, and the protocol as run.
+
+    `inception`: the feature extractor (default: torch-fidelity's weights, `Inception()`). Under torchrun
+    (`info`: sagan.distributed.DistInfo), every rank generates and extracts its share of the images, the features
+    are gathered once, and every rank returns the same result (a collective).
     """
+    pr = protocol
+    data, metrics, num, resolution, channels = pr.data, list(pr.metrics), pr.num, pr.resolution, pr.channels
+    data_root, split, num_real, seed, batch_size = pr.data_root, pr.split, pr.num_real, pr.seed, pr.batch_size
+    ref_stats, save_ref_stats = pr.ref_stats, pr.save_ref_stats
     from sagan.distributed import DistInfo
 
     info = info or DistInfo()
     shard = (info.rank, info.world_size)
-    inception = inception or Inception(inception_path, with_logits="is" in metrics)
+    inception = inception or Inception(with_logits="is" in metrics)
     shapes = data == "shapes"
     if isinstance(fake, torch.nn.Module):
         fake_iter, n_fake = generated_batches(fake, num, batch_size, seed, shard), num
@@ -266,18 +277,8 @@ class Evaluator:
         """{metric name: value} of G (set to eval mode) at training step `step`; also logged."""
         G.eval()
         mc, cfg = self.model_cfg, self.cfg
-        result = evaluate(
-            G,
-            cfg.data,
-            self.metrics,
-            cfg.eval_num,
-            mc.resolution,
-            mc.img_channels,
-            cfg.data_root,
-            cfg.eval_split,
-            inception=self.inception,
-            seed=cfg.seed,
-            info=self.info,
-        )
+        protocol = Protocol(cfg.data, mc.resolution, mc.img_channels, tuple(self.metrics), cfg.eval_num,
+                            split=cfg.eval_split, data_root=cfg.data_root, seed=cfg.seed)  # fmt: skip
+        result = evaluate(G, protocol, self.inception, self.info)
         log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items()))
         return result["metrics"]

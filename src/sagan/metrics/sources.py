@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sagan.data import TensorImages, load_dataset
+from sagan.data.datasets import TensorImages, load_dataset
 from sagan.errors import SaganError
 from sagan.metrics.inception import to_uint8
-from sagan.metrics.math import fid_statistics
+from sagan.metrics.scores import fid_statistics
 
 
 def real_batches(
@@ -53,8 +53,8 @@ def real_labels(
     data: str, resolution: int, channels: int, num: int, data_root: str = "", split: str = "train", seed: int = 0
 ) -> torch.Tensor:
     """The class labels (n,) of the images `real_batches` gives for the same arguments, in the same order."""
-    from sagan.data import ImageFolderDataset
-    from sagan.shapes import ShapesDataset, shape_label
+    from sagan.data.datasets import ImageFolderDataset
+    from sagan.data.shapes import ShapesDataset, shape_label
 
     ds = load_dataset(data, resolution, channels, data_root, train=split == "train", seed=seed)
     n = min(num, len(ds))
@@ -91,7 +91,7 @@ def generated_batches(
 
 
 def _generated_files(folder: str | Path) -> list[Path]:
-    from sagan.data import image_files
+    from sagan.data.datasets import image_files
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -104,7 +104,7 @@ def _generated_files(folder: str | Path) -> list[Path]:
 
 def _load_uint8(path: Path) -> torch.Tensor:
     """(1 or 3, H, W) uint8 of an image file, decoded completely and converted by bit depth."""
-    from sagan.data import open_image, to_8bit
+    from sagan.data.datasets import open_image, to_8bit
 
     try:
         im = open_image(path)
@@ -164,7 +164,7 @@ def read_npz_statistics(path: str | Path) -> dict:
 
 def write_npz_statistics(path: str | Path, features: torch.Tensor, overwrite: bool = False) -> Path:
     """Write the FID statistics of features (N, D) as a pytorch-fid style .npz (mu, sigma; float64)."""
-    from sagan.files import atomic_output
+    from sagan.safe_files import atomic_output
 
     stats = fid_statistics(features)
     with atomic_output(path, overwrite) as tmp:

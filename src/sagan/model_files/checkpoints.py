@@ -3,8 +3,9 @@
 A checkpoint holds G, D, G_ema (unwrapped, uncompiled state dicts), both optimizers, both grad scalers, the
 step, the data position and RNG states of every rank, the resolved config and a format version. Anything
 loaded is checked before use: a file that is not a sagan checkpoint, weights that do not fit their config, and
-non-finite weights (a diverged run) are refused with a one-line `SaganError` (`sagan.weights`). Exporting
-a checkpoint's generator is `sagan.export`; loading a model from any kind of file is `sagan.loading`.
+non-finite weights (a diverged run) are refused with a one-line `SaganError` (`sagan.model_files.weights`).
+Exporting a checkpoint's generator is `sagan.model_files.exports`; loading a model from any kind of file is
+`sagan.model_files.loading`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sagan.errors import SaganError, first_line
-from sagan.files import atomic_output
+from sagan.errors import TORCH_LOAD_ERRORS, SaganError, first_line
+from sagan.safe_files import atomic_output
 
 FORMAT_VERSION = 1
 
@@ -50,7 +51,7 @@ def load_checkpoint(path: str | Path) -> dict:
     p = resolve_checkpoint_path(path)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # empty, truncated, or not a torch file; code in a pickle is refused here too
+    except TORCH_LOAD_ERRORS as e:  # empty, truncated, or not a torch file; code in a pickle is refused here too
         raise SaganError(f"cannot read checkpoint {p}: {first_line(e)}") from None
     config = ckpt.get("config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict) or not all(k in ckpt for k in ("G", "D", "step")) or "model" not in config:
@@ -89,9 +90,9 @@ def check_resumable(ckpt: dict, path: str | Path) -> None:
 def weights_config_error(ckpt: dict, source) -> SaganError:
     """The one-line error for a checkpoint whose G or D do not load into the model its config describes (a
     checkpoint of one run with another run's config): naming the config fields the weights were trained with,
-    where their shapes tell (`sagan.weights.differing_fields`), else what does not fit."""
+    where their shapes tell (`sagan.model_files.weights.differing_fields`), else what does not fit."""
+    from sagan.model_files.weights import check_config_fits, differing_fields
     from sagan.models import Discriminator, Generator
-    from sagan.weights import check_config_fits, differing_fields
 
     model = ckpt["config"]["model"]
     fields = differing_fields(model, {Generator: ckpt["G"], Discriminator: ckpt["D"]})

@@ -1,6 +1,6 @@
 """Writing a training checkpoint's EMA generator out of the training format: as one safetensors file with its
 config beside it as JSON (`sagan export`), or as a pretrained folder (`sagan export --format pretrained`).
-Neither involves pickle; `sagan.loading.load_generator` reads both back.
+Neither involves pickle; `sagan.model_files.loading.load_generator` reads both back.
 """
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sagan.checkpoint import generator_state, load_checkpoint, resolve_checkpoint_path
 from sagan.errors import SaganError
-from sagan.files import atomic_output, check_output, write_text
-from sagan.weights import check_config_fits, check_finite, save_safetensors
+from sagan.model_files.checkpoints import generator_state, load_checkpoint, resolve_checkpoint_path
+from sagan.model_files.weights import check_config_fits, check_finite, save_safetensors
+from sagan.safe_files import atomic_output, check_output, write_text
 
 SIDECAR_FORMAT = "sagan-generator"
 
@@ -49,9 +49,10 @@ def export_generator(checkpoint: str | Path, out: str | Path, overwrite: bool = 
 
 
 def export_pretrained(checkpoint: str | Path, out: str | Path, with_discriminator: bool = True) -> Path:
-    """Write a checkpoint's EMA generator (and D) as a pretrained folder (`sagan.pretrained`), new or empty."""
+    """Write a checkpoint's EMA generator (and D) as a pretrained folder (`sagan.model_files.pretrained`), new or
+    empty."""
+    from sagan.model_files.pretrained import save_pretrained
     from sagan.models import Discriminator
-    from sagan.pretrained import save_pretrained
 
     ckpt = load_checkpoint(checkpoint)
     source = resolve_checkpoint_path(checkpoint)

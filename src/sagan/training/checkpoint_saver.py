@@ -1,6 +1,6 @@
 """Saving a training run: checkpoints/latest.pt, step-NNNNNNN.pt snapshots (the newest `keep_snapshots` kept)
-and best.pt by FID, each one dict (`sagan.checkpoint`) of the trainer's state, the data position, every rank's
-RNG states and the run's config. Saving is a collective: every rank calls it, rank 0 writes."""
+and best.pt by FID, each one dict (`sagan.model_files.checkpoints`) of the trainer's state, the data position,
+every rank's RNG states and the run's config. Saving is a collective: every rank calls it, rank 0 writes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 
 from sagan import distributed as dist_utils
-from sagan.checkpoint import FORMAT_VERSION, prune_snapshots, rng_state, save_atomic
-from sagan.resolve import Resolved
+from sagan.model_files.checkpoints import FORMAT_VERSION, prune_snapshots, rng_state, save_atomic
+from sagan.run_config import Resolved
 
 log = logging.getLogger("sagan")
 

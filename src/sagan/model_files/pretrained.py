@@ -6,26 +6,25 @@ A pretrained folder holds two files:
     model.safetensors  the EMA generator's tensors under "G.", and the discriminator's under "D." if included
 
 No pickle is involved in writing or reading one. `sagan export --format pretrained` writes it from a training
-checkpoint; `load_generator` / `load_discriminator` in `sagan.loading` read it, by path or, for the folders
-shipped in `sagan/pretrained/`, by name (`SHIPPED`).
+checkpoint; `load_generator` / `load_discriminator` in `sagan.model_files.loading` read it, by path or, for the folders
+shipped in `sagan/model_files/shipped/`, by name (`SHIPPED`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
-from sagan.errors import SaganError
-from sagan.files import atomic_folder
-from sagan.weights import load_safetensors, save_safetensors
+from sagan.errors import SaganError, first_line
+from sagan.model_files.weights import load_safetensors, save_safetensors
+from sagan.safe_files import atomic_folder, file_sha256
 
 FORMAT = "sagan-pretrained"
 VERSION = 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
-SHIPPED_ROOT = Path(__file__).parent / "pretrained"
+SHIPPED_ROOT = Path(__file__).parent / "shipped"
 # name -> SHA-256 of its model.safetensors, checked whenever it is loaded (`verify_shipped`).
 SHIPPED: dict[str, str] = {
     # The fashion-mnist-cpu preset's attention run, EMA generator and D at step 14,000 (76 training minutes on 2
@@ -78,10 +77,7 @@ def download_from_hub(repo_id: str) -> Path:
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
     except Exception as e:  # noqa: BLE001  (offline, no such repo, no access: all one line for the user)
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-        raise SaganError(
-            f"could not download {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: {first})"
-        ) from None
+        raise SaganError(f"could not download {repo_id!r} from the Hugging Face Hub ({first_line(e)})") from None
     if not is_pretrained_folder(folder):
         raise SaganError(
             f"the Hub repo {repo_id!r} has no {CONFIG_NAME} and {WEIGHTS_NAME} of a sagan pretrained folder"
@@ -128,14 +124,6 @@ def save_pretrained(
         save_safetensors(tensors, tmp / WEIGHTS_NAME, {"format": FORMAT})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return Path(out).expanduser()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_shipped(name: str) -> Path:

@@ -1,5 +1,5 @@
-"""Datasets: the built-in `shapes` (`sagan.shapes`), torchvision's standard sets, and folders of images; an
-infinite sampler.
+"""Datasets: the built-in `shapes` (`sagan.data.shapes`), torchvision's standard sets, and folders of images;
+an infinite sampler.
 
 Every dataset yields (x, y): x a float tensor (C, R, R) in [-1, 1], y an int class label (0 when the data has
 no classes). `dataset_info` tells the number of classes and channels without loading anything.
@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from sagan.shapes import SHAPE_NAMES, ShapesDataset
+from sagan.data.shapes import SHAPE_NAMES, ShapesDataset
+from sagan.errors import SaganError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,14 @@ def dataset_info(name: str) -> DatasetInfo:
     return DatasetInfo(len(_class_dirs(folder)), 3)
 
 
+def may_train_gray(name: str) -> bool:
+    """Whether a dataset can train with 1 channel: the grayscale torchvision sets, and image folders (their images
+    are converted to grayscale; by default folders train in colour, with 3)."""
+    if name == "shapes":
+        return False
+    return TORCHVISION[name][2] == 1 if name in TORCHVISION else True
+
+
 def load_dataset(
     name: str,
     resolution: int,
@@ -78,8 +87,7 @@ def load_dataset(
     `train` picks the split of torchvision datasets; shapes and image folders have one split. `scan`: an image
     folder's `scan_image_folder` result made elsewhere (by rank 0 under torchrun).
     """
-    info = dataset_info(name)
-    if channels == 1 and info.channels == 3:
+    if channels == 1 and not may_train_gray(name):
         raise ValueError(f"{name} has colour images; train it with 3 image channels")
     if name == "shapes":
         return ShapesDataset(resolution, seed=seed)
@@ -164,6 +172,10 @@ class TensorImages(Dataset):
         return TensorImages(self.images.to(device), self.labels.to(device))
 
 
+# What decoding a broken, changed or hostile image file raises (PIL's UnidentifiedImageError is an OSError).
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def open_image(path: Path) -> Image.Image:
     """Open and fully decode an image file (a truncated file fails here, not later). PIL raises many kinds of
     errors on broken or hostile files (OSError, DecompressionBombError, SyntaxError, ...): callers catch them."""
@@ -216,14 +228,11 @@ def _torchvision_tensors(name: str, root: str, resolution: int, train: bool, dow
         expected = raw if resources else root
         raise FileNotFoundError(
             f"{name} not found under {root} (expected files in {expected}); pass --download to fetch it, "
-            f"or --data-root pointing at a folder that has it ({str(e).splitlines()[0] if str(e) else ''})"
+            f"or --data-root pointing at a folder that has it ({first_line(e)})"
         ) from None
     except Exception as e:  # noqa: BLE001  (e.g. a processed/*.pt that torchvision refuses to unpickle)
-        from sagan.errors import SaganError
-
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
         raise SaganError(
-            f"cannot load {name} from {Path(root) / cls.__name__} ({type(e).__name__}: {first}); "
+            f"cannot load {name} from {Path(root) / cls.__name__} ({first_line(e)}); "
             f"files there that torchvision cannot read (e.g. processed/*.pt) must be removed or replaced"
         ) from None
     channels = TORCHVISION[name][2]
@@ -319,7 +328,7 @@ class ImageFolderDataset(Dataset):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
                 return self.transform(open_image(path)), label
-            except Exception as e:  # noqa: BLE001  (the file changed after the scan)
+            except IMAGE_ERRORS as e:  # the file changed after the scan (a bug or MemoryError is not swallowed)
                 self.failures += 1
                 log.warning("skipped %s (%s: %s); %d skipped in this process", path, type(e).__name__, e, self.failures)
         raise ValueError(f"10 images in a row failed to load in {self.folder}; check the folder")

@@ -10,8 +10,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from sagan import distributed as dist_utils
-from sagan.data import TORCHVISION, InfiniteSampler, TensorImages, first_images, load_dataset, scan_image_folder
-from sagan.resolve import Resolved
+from sagan.data.datasets import (
+    TORCHVISION,
+    InfiniteSampler,
+    TensorImages,
+    first_images,
+    load_dataset,
+    scan_image_folder,
+)
+from sagan.run_config import Resolved
 
 
 def _ignore_sigint(_worker_id: int) -> None:
@@ -35,11 +42,7 @@ def make_loader(resolved: Resolved, dist, device: torch.device, consumed: int):
         dataset = first_images(dataset, cfg.data_limit)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"dataset has {len(dataset)} images, fewer than one (global) batch")
-    if cfg.batch_size % dist.world_size:
-        raise ValueError(
-            f"batch_size {cfg.batch_size} (the global batch) does not divide over {dist.world_size} processes"
-        )
-    local = cfg.batch_size // dist.world_size
+    local = dist_utils.local_batch(cfg.batch_size, dist.world_size)
     sampler = InfiniteSampler(len(dataset), dist.rank, dist.world_size, cfg.seed, start=consumed)
     if isinstance(dataset, TensorImages):
         return memory_batches(dataset.to(device), sampler, local)

@@ -2,11 +2,11 @@
 the run's state around the `Trainer` (which does the model maths) and decides what each step's maintenance does.
 Each concern of that maintenance lives in its own module:
 
-- the run folder, its lock, config and logs: `sagan.rundir.RunFolder` (rank 0 only writes files);
-- the real-image stream: `sagan.loader.make_loader`;
-- log rows and the divergence guard: `sagan.run_log.StepLog`, `sagan.run_log.DivergenceGuard`;
+- the run folder, its lock, config and logs: `sagan.training.run_folder.RunFolder` (rank 0 only writes files);
+- the real-image stream: `sagan.training.real_images.make_loader`;
+- log rows and the divergence guard: `sagan.training.step_log.StepLog`, `sagan.training.step_log.DivergenceGuard`;
 - evaluation of G_ema during training: `sagan.metrics.evaluate.Evaluator`;
-- checkpoints: `sagan.saver.CheckpointSaver`.
+- checkpoints: `sagan.training.checkpoint_saver.CheckpointSaver`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import torch
 
 from sagan import distributed as dist_utils
 from sagan.errors import DivergedError, SaganError
-from sagan.loader import make_loader
-from sagan.resolve import RESUME_APPLIED, RESUME_BREAKING, Resolved
-from sagan.run_log import EXPLODING_LOSS, DivergenceGuard, StepLog, all_finite
-from sagan.rundir import RunFolder
+from sagan.run_config import RESUME_APPLIED, RESUME_BREAKING, Resolved
 from sagan.sampling import fixed_noise, generate, make_labels, save_grid
-from sagan.saver import CheckpointSaver
-from sagan.trainer import Trainer
+from sagan.training.checkpoint_saver import CheckpointSaver
+from sagan.training.real_images import make_loader
+from sagan.training.run_folder import RunFolder
+from sagan.training.step_log import EXPLODING_LOSS, DivergenceGuard, StepLog, all_finite
+from sagan.training.trainer import Trainer
 
 log = logging.getLogger("sagan")
 NUM_SAMPLES = 64  # images in each sample grid
@@ -67,7 +67,7 @@ def train(resolved: Resolved, resume: dict | None = None, run_dir: Path | None =
     cfg = resolved.train
     try:
         with StopRequest() as stop, Run(resolved, resume, run_dir, dist, device) as run:
-            trainer = run.trainer  # the models, optimisers and the two update steps (sagan.trainer)
+            trainer = run.trainer  # the models, optimisers and the two update steps (sagan.training.trainer)
             while run.step < cfg.steps:
                 # Fetch data: d_steps batches of this rank's real images.
                 real_batches = [run.next_real_batch() for _ in range(cfg.d_steps)]

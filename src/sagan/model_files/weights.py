@@ -1,6 +1,7 @@
 """Model weights as files and their checks, below both kinds of model file (training checkpoints in
-`sagan.checkpoint`, pretrained folders in `sagan.pretrained`): safetensors reading and writing with one-line
-errors, and the checks every loaded state dict passes before use (keys and shapes fit the config's model, every
+`sagan.model_files.checkpoints`, pretrained folders in `sagan.model_files.pretrained`): safetensors reading and
+writing with one-line errors, and the checks every loaded state dict passes before use (keys and shapes fit the
+config's model, every
 tensor finite), then the model built from it.
 """
 

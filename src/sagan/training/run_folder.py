@@ -12,6 +12,7 @@ runs/00012-cifar10/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 from sagan.errors import SaganError
-from sagan.files import fsync_dir, write_text
+from sagan.safe_files import fsync_dir, write_text
 
 try:
     import fcntl
@@ -188,6 +189,7 @@ class RunFolder:
     def __init__(self, path: Path | None, outdir: str, preset: str, config: dict, start_step: int, resumed: bool):
         self.path, self.created = (Path(path) if path else None), False
         self.metrics = self.file_log = self.bar = self.lock = None
+        self._contexts = contextlib.ExitStack()  # the log file's handler, removed at close
         restart = False
         if self.path is None:
             self.path, self.created = create_run_dir(outdir, preset), True
@@ -206,7 +208,7 @@ class RunFolder:
                 log.warning("%s: a run that never saved a checkpoint; starting it again from step 0", self.path)
             (self.path / "checkpoints").mkdir(exist_ok=True)
             write_config(self.path, config)
-            self.file_log = FileLog(self.path).__enter__()
+            self.file_log = self._contexts.enter_context(FileLog(self.path))
             self.metrics = MetricsLog(self.path, start_step)
         except BaseException:
             self.close(failed=True, saved=False)
@@ -228,8 +230,7 @@ class RunFolder:
         for closing in (self.bar, self.metrics):
             if closing is not None:
                 closing.close()
-        if self.file_log is not None:
-            self.file_log.__exit__()
+        self._contexts.close()
         if failed and self.created and not saved:
             shutil.rmtree(self.path, ignore_errors=True)
             log.warning("removed %s: the run failed before its first checkpoint", self.path)

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.parametrizations import _SpectralNorm
+
+from sagan.layers.spectral import SpectralNorm
+
+# Every batch norm of G (our SyncBatchNorm2d and the one inside conditional BN are BatchNorm2d subclasses or
+# instances): the public classes, not torch's private base class.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 @torch.no_grad()
@@ -38,7 +43,7 @@ def refresh_spectral_norm(module: nn.Module) -> None:
     """Run the power iterations of every spectral-norm parametrisation in `module` on its current weight."""
     for m in module.modules():
         sn = getattr(getattr(m, "parametrizations", None), "weight", None)
-        if sn is None or not isinstance(sn[0], _SpectralNorm):
+        if sn is None or not isinstance(sn[0], SpectralNorm):
             continue
         was_training = sn[0].training
         sn[0].train()  # the parametrisation updates _u/_v only in training mode
@@ -55,7 +60,7 @@ def standing_statistics(G: nn.Module, num_batches: int, batch_size: int, seed: i
     are. The running mean is the average of the batch means and the running variance the average of the
     unbiased batch variances (BatchNorm with momentum=None), as BigGAN-PyTorch's standing statistics do.
     """
-    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in G.modules() if isinstance(m, BATCH_NORMS)]
     if not norms or num_batches < 1:
         return
     device = next(G.parameters()).device

@@ -38,12 +38,12 @@ class Resolved:
     train: TrainConfig
     changes: dict[str, tuple] = field(default_factory=dict)  # train field -> (checkpoint's value, new value)
     amp_reason: str = ""  # why the run trains in its precision (what amp "auto" decided from), for log and config
-    amp_speedup: float | None = None  # the bf16 timing amp "auto" decided from (sagan.precision), if it timed
+    amp_speedup: float | None = None  # the bf16 timing amp "auto" decided from (sagan.training.precision), if it timed
 
     def remember_amp_timing(self) -> None:
         """Store the bf16 timing that amp "auto" measured (once the run has started: bad input writes nothing)."""
         if self.amp_speedup is not None:
-            from sagan.precision import remember_bf16_speedup
+            from sagan.training.precision import remember_bf16_speedup
 
             remember_bf16_speedup(self.model, self.train, self.amp_speedup)
 
@@ -112,14 +112,16 @@ def resolve(
     `flags` maps config field names to values (None: not given). Order: preset, flags, --set items (so --set
     `data`/`unconditional` count as much as the flags do), then the fields that follow the data:
     `num_classes` (0 when unconditional) and `img_channels` (unless given), from `data_info(data)` (default:
-    `sagan.data.dataset_info`). On resume (`resume`: the loaded checkpoint) the model is the checkpoint's and
+    `sagan.data.datasets.dataset_info`). On resume (`resume`: the loaded checkpoint) the model is the checkpoint's and
     cannot change; see RESUME_BREAKING and RESUME_APPLIED for train fields (`force` accepts breaking changes).
     `amp` "auto" becomes "bf16" or "none" as `amp_choice(device type, model, train)` decides (default
-    `sagan.precision.choose_amp`: bf16 for CPU training where the CPU has native bf16 and the model's step ran
+    `sagan.training.precision.choose_amp`: bf16 for CPU training where the CPU has native bf16 and the model's step ran
     faster in it), so the run's config records the precision it runs in, and `amp_reason` why.
     """
+    from sagan.data.datasets import may_train_gray
+
     if data_info is None:
-        from sagan.data import dataset_info as data_info
+        from sagan.data.datasets import dataset_info as data_info
     given = _overrides(flags or {}, sets)
     derived = [k for k in DERIVED_FIELDS if k in given]
     if derived:
@@ -133,7 +135,7 @@ def resolve(
     info = data_info(train.get("data", TrainConfig.data))
     model["num_classes"] = 0 if train.get("unconditional", False) else info.num_classes
     model["img_channels"] = given.get("img_channels", info.channels)
-    if model["img_channels"] == 1 and info.channels == 3:
+    if model["img_channels"] == 1 and not may_train_gray(train.get("data", TrainConfig.data)):
         raise ValueError(f"{train.get('data', TrainConfig.data)} has colour images; train it with 3 image channels")
     model.update({k: v for k, v in given.items() if k in MODEL_FIELDS})
     model_cfg, train_cfg = from_dict(ModelConfig, model), from_dict(TrainConfig, train)
@@ -149,7 +151,12 @@ def concrete_amp(model: ModelConfig, train: TrainConfig, amp_choice: Callable | 
     from sagan.distributed import device_type
 
     if amp_choice is None:
-        from sagan.precision import choose_amp as amp_choice
+        from sagan.training.precision import choose_amp
+        from sagan.training.trainer import time_bf16_speedup
+
+        def amp_choice(device, model, train):
+            return choose_amp(device, model, train, measure=time_bf16_speedup)
+
     choice = amp_choice(device_type(train.device), model, train)
     return dataclasses.replace(train, amp=choice.amp), f"amp auto: {choice.why}", choice.speedup
 

@@ -10,19 +10,21 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import time
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from sagan import distributed as dist_utils
 from sagan.augment import diff_augment, parse_policy
-from sagan.checkpoint import set_rng_state
 from sagan.config import ModelConfig, TrainConfig
-from sagan.ema import ema_update, standing_statistics
 from sagan.layers.norm import convert_sync_batchnorm
 from sagan.layers.spectral import power_iteration_frozen
 from sagan.losses import LOSSES, lecam
+from sagan.model_files.checkpoints import set_rng_state
 from sagan.models import Discriminator, Generator
+from sagan.training.ema import ema_update, standing_statistics
+from sagan.training.precision import TIMING_BATCH, TIMING_STEPS
 
 log = logging.getLogger("sagan")
 
@@ -78,15 +80,14 @@ class Trainer:
         self, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, info: dist_utils.DistInfo | None = None
     ) -> None:
         if cfg.amp == "auto":  # `sagan train` resolves it before the run; a library caller may not have
-            from sagan.precision import choose_amp
+            from sagan.training.precision import choose_amp
 
-            cfg = dataclasses.replace(cfg, amp=choose_amp(device.type, model_cfg, cfg).amp)
+            choice = choose_amp(device.type, model_cfg, cfg, measure=time_bf16_speedup)
+            cfg = dataclasses.replace(cfg, amp=choice.amp)
         self.model_cfg, self.cfg, self.device = model_cfg, cfg, device
         self.info = info or dist_utils.DistInfo()
         world = self.info.world_size
-        if cfg.batch_size % world:
-            raise ValueError(f"batch_size {cfg.batch_size} (the global batch) does not divide over {world} processes")
-        self.local_batch = cfg.batch_size // world
+        self.local_batch = dist_utils.local_batch(cfg.batch_size, world)
         # Weights from the seed alone (every rank builds the same models), without touching the global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -196,6 +197,12 @@ class Trainer:
     def g_step(self) -> torch.Tensor:
         """One G update (grad_accumulation micro-batches); returns the detached loss on the device."""
         self.D.requires_grad_(False)
+        try:
+            return self._g_update()
+        finally:
+            self.D.requires_grad_(True)  # also when the step fails: D trains again next time
+
+    def _g_update(self) -> torch.Tensor:
         z, y_fake = self.noise()
         self.opt_G.zero_grad(set_to_none=True)
         chunks = self._chunks(z, y_fake)
@@ -211,7 +218,6 @@ class Trainer:
             total += loss.detach() / len(chunks)
         self.scaler_G.step(self.opt_G)
         self.scaler_G.update()
-        self.D.requires_grad_(True)
         return total
 
     def _one_power_iteration(self, micro_batch: int):
@@ -256,7 +262,7 @@ class Trainer:
             if self.G_ema is not None:
                 self.G_ema.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
         except RuntimeError:  # keys or shapes of another model: one line naming the config fields that differ
-            from sagan.checkpoint import weights_config_error
+            from sagan.model_files.checkpoints import weights_config_error
 
             raise weights_config_error(ckpt, f"the checkpoint to resume (step {ckpt['step']})") from None
         self.opt_G.load_state_dict(ckpt["opt_G"])
@@ -290,3 +296,32 @@ class Trainer:
         models = [m for m in (self.G, self.D, self.G_ema) if m is not None]
         flags = [p.isfinite().all() for m in models for p in m.parameters()]
         return bool(torch.stack(flags).all())
+
+
+def time_bf16_speedup(model, train) -> float:
+    """fp32 time / bf16 time of the run's training step (one D and one G update on fixed random images): the model
+    `model` (ModelConfig) with the step settings of `train` (TrainConfig: D steps, channels last, batch up to
+    TIMING_BATCH), on the CPU, in alternating rounds. The global RNG is left as it was."""
+    batch = min(train.batch_size, TIMING_BATCH)
+    cfgs = {
+        amp: dataclasses.replace(
+            train, amp=amp, batch_size=batch, grad_accumulation=1, compile=False, device="cpu", sync_bn=False
+        )
+        for amp in ("none", "bf16")
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        C, R, K = model.img_channels, model.resolution, model.num_classes
+        x = torch.rand(batch, C, R, R) * 2 - 1
+        y = torch.randint(0, K, (batch,)) if K else None
+        trainers = {amp: Trainer(model, cfg, torch.device("cpu")) for amp, cfg in cfgs.items()}
+        for t in trainers.values():
+            t.wrap()
+            t.d_step(x, y), t.g_step()  # warm-up: first calls allocate and pick kernels
+        seconds = {amp: [] for amp in trainers}
+        for _ in range(TIMING_STEPS):
+            for amp, t in trainers.items():
+                start = time.perf_counter()
+                t.d_step(x, y), t.g_step()
+                seconds[amp].append(time.perf_counter() - start)
+    return min(seconds["none"]) / min(seconds["bf16"])

@@ -1,7 +1,7 @@
 """Loading a trained generator or discriminator from whatever a user has: a run folder or training checkpoint
-(`sagan.checkpoint`), an exported .safetensors file with its JSON config, a pretrained folder, the name of a
-generator shipped with sagan, or a Hugging Face Hub repo id (`sagan.pretrained`). This module dispatches; it
-sits above both file formats, which know nothing of each other.
+(`sagan.model_files.checkpoints`), an exported .safetensors file with its JSON config, a pretrained folder, the name
+of a generator shipped with sagan, or a Hugging Face Hub repo id (`sagan.model_files.pretrained`). This module
+dispatches; it sits above both file formats, which know nothing of each other.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from pathlib import Path
 
 import torch
 
-from sagan.checkpoint import generator_state, load_checkpoint, resolve_checkpoint_path
 from sagan.errors import SaganError
-from sagan.weights import build_model, load_safetensors
+from sagan.model_files.checkpoints import generator_state, load_checkpoint, resolve_checkpoint_path
+from sagan.model_files.weights import build_model, load_safetensors
 
 
 def is_pretrained(path: str | Path) -> bool:
     """True for a shipped pretrained name, a pretrained folder (config.json + model.safetensors) or a Hugging
     Face Hub repo id (owner/name) that is not a local path."""
-    from sagan.pretrained import SHIPPED, is_pretrained_folder, looks_like_repo_id
+    from sagan.model_files.pretrained import SHIPPED, is_pretrained_folder, looks_like_repo_id
 
     text = str(path)
     local = Path(text).expanduser().exists()
@@ -27,7 +27,7 @@ def is_pretrained(path: str | Path) -> bool:
 
 
 def _load_pretrained(cls, path: str | Path, part: str):
-    from sagan.pretrained import read_pretrained, resolve_pretrained
+    from sagan.model_files.pretrained import read_pretrained, resolve_pretrained
 
     folder = resolve_pretrained(path)
     model_cfg, state, _ = read_pretrained(folder, part)

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,37 +71,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def time_bf16_speedup(model, train) -> float:
-    """fp32 time / bf16 time of the run's training step (one D and one G update on fixed random images): the model
-    `model` (ModelConfig) with the step settings of `train` (TrainConfig: D steps, channels last, batch up to
-    TIMING_BATCH), on the CPU, in alternating rounds. The global RNG is left as it was."""
-    from sagan.trainer import Trainer
-
-    batch = min(train.batch_size, TIMING_BATCH)
-    cfgs = {
-        amp: dataclasses.replace(
-            train, amp=amp, batch_size=batch, grad_accumulation=1, compile=False, device="cpu", sync_bn=False
-        )
-        for amp in ("none", "bf16")
-    }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        C, R, K = model.img_channels, model.resolution, model.num_classes
-        x = torch.rand(batch, C, R, R) * 2 - 1
-        y = torch.randint(0, K, (batch,)) if K else None
-        trainers = {amp: Trainer(model, cfg, torch.device("cpu")) for amp, cfg in cfgs.items()}
-        for t in trainers.values():
-            t.wrap()
-            t.d_step(x, y), t.g_step()  # warm-up: first calls allocate and pick kernels
-        seconds = {amp: [] for amp in trainers}
-        for _ in range(TIMING_STEPS):
-            for amp, t in trainers.items():
-                start = time.perf_counter()
-                t.d_step(x, y), t.g_step()
-                seconds[amp].append(time.perf_counter() - start)
-    return min(seconds["none"]) / min(seconds["bf16"])
-
-
 def _timing_key(model, train) -> str:
     what = {
         "cpu": cpu_name(),
@@ -131,17 +99,17 @@ def _read_timings(path: Path) -> dict:
     return table if isinstance(table, dict) else {}
 
 
-def cached_bf16_speedup(model, train, measure=None, may_measure: bool = True) -> float | None:
+def cached_bf16_speedup(model, train, measure, may_measure: bool = True) -> float | None:
     """The bf16 speed-up of this model's step on this CPU from the timings file, else measured when `may_measure`
-    (by `measure`, default `time_bf16_speedup`; `remember_bf16_speedup` stores it once the run has started, so a
-    command that fails on bad input leaves no file), else None."""
+    (by `measure(model, train)`: `sagan.training.trainer.time_bf16_speedup`; `remember_bf16_speedup` stores it
+    once the run has started, so a command that fails on bad input leaves no file), else None."""
     value = _read_timings(timings_file()).get(_timing_key(model, train))
     if isinstance(value, int | float) and value > 0:
         return float(value)
     if not may_measure:
         return None
     log.info("timing the training step in fp32 and bf16 on this CPU (once per CPU and model)")
-    return (measure or time_bf16_speedup)(model, train)
+    return measure(model, train)
 
 
 def remember_bf16_speedup(model, train, speedup: float) -> None:
@@ -152,17 +120,18 @@ def remember_bf16_speedup(model, train, speedup: float) -> None:
     if table.get(key) == round(speedup, 4):
         return
     try:
-        from sagan.files import write_text
+        from sagan.safe_files import write_text
 
         write_text(path, json.dumps({**table, key: round(speedup, 4)}, indent=1) + "\n", overwrite=True)
     except OSError as e:
         log.warning("could not cache the bf16 timing in %s (%s)", path, e.strerror or e)
 
 
-def choose_amp(device_type: str, model, train, bf16_kind=None, speedup=None) -> AmpChoice:
+def choose_amp(device_type: str, model, train, measure=None, bf16_kind=None, speedup=None) -> AmpChoice:
     """What amp "auto" becomes for training `model` with `train` on a device of `device_type` ("cpu", "cuda", ...):
     `bf16_kind()` (default `cpu_bf16_kind`) says whether the CPU has native bf16, `speedup(model, train,
-    may_measure)` (default `cached_bf16_speedup`) how much faster the step runs in it.
+    may_measure)` (default: the timings file, else `measure(model, train)`: `sagan.training.trainer.time_bf16_speedup`,
+    which this module does not import, the trainer being above it) how much faster the step runs in it.
 
     Under torchrun with several processes every rank resolves the config on its own before they can talk, so no
     timing runs there (ranks could disagree): the cached timing decides, else fp32.
@@ -173,7 +142,10 @@ def choose_amp(device_type: str, model, train, bf16_kind=None, speedup=None) -> 
     if kind is None:
         return AmpChoice("none", "fp32: this CPU has no native bf16 (no AMX, AVX512-BF16 or Arm BF16)")
     several = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    ratio = (speedup or cached_bf16_speedup)(model, train, may_measure=not several)
+    if speedup is None:  # without a timer, only a stored timing can decide
+        ratio = cached_bf16_speedup(model, train, measure, may_measure=not several and measure is not None)
+    else:
+        ratio = speedup(model, train, may_measure=not several)
     if ratio is None:
         return AmpChoice(
             "none",
