@@ -4,6 +4,7 @@ commands were split into modules, so a move or refactor cannot change what users
 import json
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from sagan.cli import main
@@ -22,6 +23,25 @@ def test_info_prints_config_and_parameter_counts():
         config = json.loads(result.output[: result.output.rindex("}") + 1])
         assert config["model"]["resolution"] == resolution
         assert "G: " in result.output and "D: " in result.output and "parameters" in result.output
+
+
+@pytest.mark.parametrize(
+    "preset,g_millions,d_millions",
+    [("fashion-mnist-cpu", "0.93M", "0.66M"), ("fashion-mnist", "1.24M", "1.07M"), ("cifar10", "4.39M", "1.08M")],
+)
+def test_info_prints_the_parameter_counts_the_readme_gives(preset, g_millions, d_millions):
+    """`sagan info` counts G's and D's parameters as built from the preset (its data's classes and channels), and
+    those are the counts the README's preset table states."""
+    import re
+    from pathlib import Path
+
+    result = CliRunner().invoke(main, ["info", "--preset", preset])
+    assert result.exit_code == 0, result.output
+    counts = {k: int(v.replace(",", "")) for k, v in re.findall(r"^([GD]): ([\d,]+) parameters", result.output, re.M)}
+    assert f"{counts['G'] / 1e6:.2f}M" == g_millions and f"{counts['D'] / 1e6:.2f}M" == d_millions, counts
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `") and f"`{preset}`" in line)
+    assert g_millions in row and d_millions in row
 
 
 def test_info_unknown_preset_is_a_one_line_error():

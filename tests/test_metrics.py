@@ -480,3 +480,23 @@ def test_an_evaluation_outside_a_terminal_logs_its_progress(monkeypatch, caplog)
     assert feats["2048"].shape == (20, 2048)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("real images: ")]
     assert [line.split(",")[0] for line in lines] == [f"real images: {n} of 20" for n in (5, 10, 15, 20)]
+
+
+def test_precision_and_recall_against_a_hand_computed_case():
+    """Precision/recall (Kynkaanniemi et al. 2019, k = 3) on points of a line, worked out by hand: a sample is
+    covered by a set when it lies within some member's distance to that member's 3rd nearest other member.
+    Reals 0..4 have radii 3, 2, 2, 2, 3. Fakes 0, 0.1, 0.2, 0.3 all lie in real 0's ball (precision 1); their
+    radii are 0.3, 0.2, 0.2, 0.3, so of the reals only 0 is covered (recall 1/5). Fakes 0.5, 6.5 (in real 4's ball,
+    4 + 3 = 7), 8, 30: precision 2/4; fake 0.5's radius is 29.5 and covers every real (recall 1)."""
+    from sagan.metrics.evaluate import _pr
+
+    def features(values):
+        f = torch.zeros(len(values), 2048, dtype=torch.float64)
+        f[:, 0] = torch.tensor(values, dtype=torch.float64)
+        return {"2048": f}
+
+    real = features([0.0, 1.0, 2.0, 3.0, 4.0])
+    first = _pr(features([0.0, 0.1, 0.2, 0.3]), real, "5")
+    assert first["precision_inception5"] == pytest.approx(1.0) and first["recall_inception5"] == pytest.approx(0.2)
+    second = _pr(features([0.5, 6.5, 8.0, 30.0]), real, "5")
+    assert second["precision_inception5"] == pytest.approx(0.5) and second["recall_inception5"] == pytest.approx(1.0)

@@ -189,6 +189,23 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert torch.equal(ckpt["rng"][0]["generator"], ckpt["rng"][1]["generator"])
 
 
+def test_resume_with_another_number_of_processes(tmp_path):
+    """A run trained by one process continues under torchrun with two: the global batch and the position in the
+    data stream carry over (2 steps of 4 images, then each of the 2 ranks starts at 4 of its share, so that after
+    step 4 each has consumed 8: 16 images in all, as one process would have), and the per-process RNG states,
+    which cannot, are reseeded from the step with a warning (the continuation is then not bit-exact, and says so)."""
+    run_cli(tiny_args(tmp_path / "runs", steps=2, extra=["--amp", "none"]))
+    run = only_run(tmp_path / "runs")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sagan.cli"]
+    cmd += ["train", "--resume", str(run), "--steps", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ckpt = load_checkpoint(run)
+    assert ckpt["step"] == 4 and ckpt["world_size"] == 2 and ckpt["data_consumed"] == 8
+    assert "reseeding from the step (the continuation is not bit-exact)" in proc.stdout + proc.stderr
+    assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

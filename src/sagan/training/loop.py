@@ -119,8 +119,7 @@ class Run:
                     "diverged; resume from an earlier snapshot (checkpoints/step-*.pt)"
                 )
         self.trainer.wrap()
-        per_step = self.trainer.local_batch * self.cfg.d_steps  # images of this rank per step
-        self.consumed = int(resume.get("data_consumed", self.start_step * per_step)) if resume else 0
+        self.consumed = self._data_position(resume, dist.world_size) if resume else 0
         self.batches = iter(make_loader(resolved, dist, device, self.consumed))
         self.evaluator = None
         if self.cfg.eval_every:  # every rank evaluates its share of the images
@@ -145,6 +144,15 @@ class Run:
             self.trainer, dist, device, self.cfg.explode_patience, self.cfg.log_every, self.start_step,
             self.saver.where_saved,
         )  # fmt: skip
+
+    def _data_position(self, resume: dict, world_size: int) -> int:
+        """Images of the data stream this rank has consumed: the checkpoint's count per rank, converted when the
+        number of processes changed (ranks are dealt the global stream round-robin, so global position
+        count * old world size is position count * old / new of each new rank's share)."""
+        old_world = int(resume.get("world_size", 1))
+        per_step = self.cfg.batch_size // old_world * self.cfg.d_steps  # images of one old rank per step
+        saved = int(resume.get("data_consumed", self.start_step * per_step))
+        return saved * old_world // world_size
 
     @property
     def run_dir(self) -> Path | None:
