@@ -99,3 +99,60 @@ def test_hub_repo_ids_fail_in_one_line_offline_or_without_the_package(tmp_path, 
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1 and "could not download 'someone/sagan-model'" in lines[0]
     assert not (tmp_path / "x.png").exists()
+
+
+# Weights (sagan.model_files.weights): the checks every loaded state dict passes.
+
+
+def test_state_checks_name_what_does_not_fit():
+    """check_state_fits counts missing, unexpected and reshaped tensors; check_finite names a NaN tensor; both in
+    one line naming the source."""
+    import pytest
+
+    from sagan.errors import SaganError
+    from sagan.model_files.weights import check_finite, check_state_fits
+
+    expected = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
+    check_state_fits(expected, {"a": torch.ones(2, 3), "b": torch.ones(4)}, "f.pt")  # fits: no error
+    with pytest.raises(SaganError, match=r"f.pt: .*\(1 missing, 1 unexpected, 0 of another shape, e.g. b\)"):
+        check_state_fits(expected, {"a": torch.ones(2, 3), "c": torch.ones(4)}, "f.pt")
+    with pytest.raises(SaganError, match=r"0 missing, 0 unexpected, 1 of another shape, e.g. a"):
+        check_state_fits(expected, {"a": torch.ones(3, 2), "b": torch.ones(4)}, "f.pt")
+    with pytest.raises(SaganError, match="non-finite weights .* e.g. b"):
+        check_finite({"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")])}, "f.pt")
+
+
+def test_differing_fields_are_read_off_the_weights():
+    """The config fields under which weights were trained, read off their shapes and checked by building that
+    model: one field, two fields, and none where a difference cannot be told (attention placement)."""
+    from sagan.model_files.weights import differing_fields
+    from sagan.models import Discriminator
+
+    cfg = ModelConfig(g_channels=8, d_channels=8, z_dim=8, num_classes=4, g_attn_resolutions=(16,))
+    states = {Generator: Generator(cfg).state_dict(), Discriminator: Discriminator(cfg).state_dict()}
+    recorded = {**cfg.__dict__, "g_channel_mult": [], "d_channel_mult": [], "d_downsample": []}
+    assert differing_fields({**recorded, "g_channels": 16}, states) == ["g_channels 8 (the config says 16)"]
+    both = differing_fields({**recorded, "z_dim": 32, "num_classes": 10}, states)
+    assert sorted(both) == ["num_classes 4 (the config says 10)", "z_dim 8 (the config says 32)"]
+    assert differing_fields({**recorded, "g_attn_resolutions": [8]}, states) == []
+
+
+# Loading (sagan.model_files.loading): every kind of model file gives the same generator.
+
+
+def test_load_generator_takes_every_kind_of_model_file(tmp_path):
+    """A run folder, its checkpoint file, an exported .safetensors and a pretrained folder of the same run load
+    into generators with the same weights (the EMA generator's) that draw the same images."""
+    run_cli(tiny_args(tmp_path / "runs", steps=2))
+    run = only_run(tmp_path / "runs")
+    run_cli(["export", "--checkpoint", str(run), "--out", str(tmp_path / "g.safetensors")])
+    run_cli(["export", "--checkpoint", str(run), "--format", "pretrained", "--out", str(tmp_path / "pre")])
+    sources = [run, run / "checkpoints" / "latest.pt", tmp_path / "g.safetensors", tmp_path / "pre"]
+    generators = [load_generator(s) for s in sources]
+    reference = generators[0].state_dict()
+    ema = load_checkpoint(run)["G_ema"]
+    assert all(torch.equal(reference[k], ema[k]) for k in ema)
+    images = [G.sample(4, seed=0) for G in generators]
+    for G, x in zip(generators[1:], images[1:], strict=True):
+        assert all(torch.equal(reference[k], v) for k, v in G.state_dict().items())
+        assert torch.equal(x, images[0])
