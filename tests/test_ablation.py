@@ -90,6 +90,12 @@ def test_grid_fid_with_the_offline_inception(tmp_path, monkeypatch, inception_to
         grid, tmp_path / "g", [0], device="cpu", sym_num=8, fid_num=10, inception_path=str(inception_torchscript)
     )
     assert 0 < row["fid10"] < 1000
+    # The grid's FID is `sagan evaluate`'s: the same run scored from the command line gives the same number.
+    from tests.conftest import run_cli
+
+    args = ["evaluate", "--checkpoint", str(tmp_path / "g" / "attn-seed0"), "--num", "10", "--inception"]
+    result = run_cli([*args, str(inception_torchscript), "--device", "cpu"])
+    assert json.loads(result.output)["metrics"]["fid10"] == pytest.approx(row["fid10"])
 
 
 def test_the_named_grids_match_the_issue():

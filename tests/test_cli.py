@@ -187,6 +187,7 @@ EXPECTED = {
         "--device text default=None",
         "--amp choice:none|bf16|fp16|auto default=None",
         "--resume text default=None",
+        "--run-dir text default=None",  # added by issue 37 (start, continue or skip a run in one folder)
         "--force boolean default=False flag",
         "--eval-every integer default=None",
         "--eval-num integer default=None",

@@ -234,7 +234,7 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript, caplo
     assert m["fid20"] > 0 and np.isfinite(m["kid20"]) and m["symmetry_real"] == 0.0 and m["symmetry_fake"] > 0
     assert protocol["num_fake"] == 20 and protocol["num_real"] == 20 and protocol["data"] == "shapes"
     assert protocol["feature_extractor"].startswith("ts-")
-    assert len(list((tmp_path / "cache").iterdir())) == 1  # reference features cached
+    assert len(list((tmp_path / "cache" / "metrics").iterdir())) == 1  # reference features cached
     refused = runner.invoke(main, args)  # --out exists: never replaced unless asked
     assert refused.exit_code == 1 and "already exists" in refused.output
     again = json.loads(runner.invoke(main, [*args, "--overwrite"], catch_exceptions=False).stdout)
