@@ -1,7 +1,6 @@
 """The errors meant for users. The CLI prints them (and ValueError, OSError, out-of-memory) as one line
 `Error: ...` with exit status 1; `--debug` or SAGAN_DEBUG=1 shows the traceback instead."""
 
-
 import pickle
 
 # What torch.load(weights_only=True) raises on a file that is not a torch file, is cut short, or holds a pickle
