@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sagan.config import ModelConfig, TrainConfig
+from sagan.layers import SelfAttention2d
 from sagan.layers.spectral import power_iteration_frozen
 from sagan.losses import LOSSES
 from sagan.training.trainer import Trainer
@@ -68,6 +69,36 @@ def test_channels_last_training_equals_nchw():
             torch.testing.assert_close(a[key], b[key], atol=3e-3, rtol=0, msg=f"{net}.{key}")
     conv = next(m for m in runs[True].G.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+def test_channels_last_reaches_every_layer_of_g(arch):
+    """With channels_last, G's feature maps are channels last from the linear layer's 4 x 4 map on: every norm,
+    conv and the attention block see the weights' layout (a conv keeps its input's layout, so G used to run
+    channels first throughout for the DCGAN G, the `fashion-mnist-cpu` preset's). Without it, they stay channels
+    first."""
+    import dataclasses
+
+    model = dataclasses.replace(MODEL, arch=arch, g_channel_mult=(), d_channel_mult=(), d_downsample=())
+    for channels_last in (True, False):
+        trainer = Trainer(
+            model, TrainConfig(batch_size=8, amp="none", channels_last=channels_last), torch.device("cpu")
+        )
+        trainer.wrap()
+        seen = []
+        for module in trainer.G.modules():
+            kind = next(
+                (k for k in (torch.nn.Conv2d, torch.nn.BatchNorm2d, SelfAttention2d) if isinstance(module, k)), 0
+            )
+            if kind:
+                module.register_forward_pre_hook(
+                    lambda m, inp, kind=kind, seen=seen: seen.append((kind.__name__, inp[0])) and None
+                )
+        trainer.G(torch.randn(8, model.z_dim), torch.randint(0, 4, (8,)))
+        assert {name for name, _ in seen} >= {"Conv2d", "BatchNorm2d", "SelfAttention2d"}
+        for name, x in seen:
+            assert x.is_contiguous(memory_format=torch.channels_last) == channels_last, name
+            assert x.is_contiguous() != channels_last, name
 
 
 @pytest.mark.parametrize("k", [2, 4])

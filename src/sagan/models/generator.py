@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 from sagan.config import ModelConfig
 from sagan.layers import ConditionalBatchNorm2d, DCGBlock, GBlock, SelfAttention2d
@@ -50,6 +51,16 @@ class Generator(nn.Module):
             for e in cbn_embeddings:
                 apply_spectral_norm(e, cfg.sn_eps, cfg.sn_power_iterations)
 
+    def _memory_format(self) -> torch.memory_format:
+        """channels_last where the convolution weights are (`G.to(memory_format=torch.channels_last)`, as training's
+        channels_last does), else contiguous. The first feature map, which the linear layer makes, takes it: a conv
+        keeps its input's layout, so without this every layer of G ran channels first against channels-last
+        weights, and the attention block too."""
+        conv = self.out_conv
+        w = conv.parametrizations.weight.original if parametrize.is_parametrized(conv, "weight") else conv.weight
+        channels_last = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+        return torch.channels_last if channels_last else torch.contiguous_format
+
     def attention_layers(self) -> dict[str, SelfAttention2d]:
         """Attention blocks by name ("g<feature resolution>"), in forward order."""
         return {name: self.blocks[i] for i, name in self.attn_names.items()}
@@ -63,7 +74,7 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.cfg.num_classes > 0 and y is None:
             raise ValueError("this generator is conditional: pass class labels y")
-        h = self.linear(z).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
+        h = self.linear(z).view(z.shape[0], -1, 4, 4).contiguous(memory_format=self._memory_format())  # (B, C0, 4, 4)
         for block in self.blocks:
             h = block(h) if isinstance(block, SelfAttention2d) else block(h, y)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
