@@ -119,7 +119,7 @@ def device_info(device: str) -> dict:
 def parts(args, out: Path) -> list[tuple[str, list[str], float]]:
     py, tiny, dev = sys.executable, args.tiny, args.device
     attention = [py, "benchmarks/attention.py", "--device", dev, "--rounds", "1"]
-    attention += ["--sizes", "8", "16", "--batches", "2", "--channels", "16", "--repeats", "1"] if tiny else [
+    attention += ["--sizes", "8", "--batches", "2", "--channels", "16", "--repeats", "1"] if tiny else [
         "--sizes", "8", "16", "32", "64", "128", "--batches", "64", "--repeats", "5"]  # fmt: skip
     steps = [py, "benchmarks/train_step.py", "--device", dev, "--rounds", "1", "--no-loop", "--no-peer"]
     steps += ["--presets", "demo", "--options", "fp32", "bf16", "--steps", "1"] if tiny else [
