@@ -8,7 +8,7 @@ from PIL import Image
 from sagan.cli import main
 from sagan.config import ModelConfig
 from sagan.models import Generator
-from sagan.sampling import fixed_noise, generate, interpolate, make_labels, sample
+from sagan.sampling import fixed_noise, generate, grid_size, interpolate, make_labels, sample
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,30 @@ def test_interpolate_command_writes_a_grid_and_a_gif(tmp_path):
         assert im.n_frames == 5
     bad = runner.invoke(main, ["interpolate", "--checkpoint", str(run), "--out", str(tmp_path / "x.jpg")])
     assert bad.exit_code == 2 and "give a .png or .gif" in bad.output
+
+
+@pytest.mark.parametrize("classes,rows", [(0, 8), (4, 8), (3, 9), (10, 10), (16, 16), (1000, 8)])
+def test_sample_grids_show_every_class(classes, rows):
+    """A grid has 8 images per row, one class per row, and enough rows that every class shows (up to 16 classes):
+    a 10-class model's grid has 10 rows, classes 0 to 9 in order."""
+    n = grid_size(classes)
+    assert n == 8 * rows
+    labels = make_labels(n, classes, per_row=8)
+    if classes:
+        assert labels.view(rows, 8).eq(labels.view(rows, 8)[:, :1]).all()  # one class per row
+        assert labels.view(rows, 8)[:, 0].tolist() == [r % classes for r in range(rows)]
+
+
+def test_sample_command_grid_has_a_row_per_class(tmp_path):
+    """`sagan sample --out grid.png` on the shipped 10-class generator draws 80 images in 10 rows; an explicit
+    --num keeps its number (8 per row)."""
+    runner = CliRunner()
+    result = runner.invoke(main, ["sample", "--pretrained", "fashion-mnist", "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 80 images" in result.output
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.size == (8 * 34 + 2, 10 * 34 + 2)
+    args = ["sample", "--pretrained", "fashion-mnist", "--num", "16", "--out", str(tmp_path / "h.png")]
+    assert runner.invoke(main, args).exit_code == 0
+    with Image.open(tmp_path / "h.png") as im:
+        assert im.size == (8 * 34 + 2, 2 * 34 + 2)

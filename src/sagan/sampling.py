@@ -11,6 +11,20 @@ import torchvision.utils as vutils
 
 from sagan.safe_files import atomic_folder, atomic_output
 
+GRID_COLUMNS = 8  # images per row of a sample grid
+GRID_MAX_CLASS_ROWS = 16  # conditional models with up to this many classes get one row per class
+
+
+def grid_size(num_classes: int) -> int:
+    """Images in a sample grid of GRID_COLUMNS per row, one class per row (`make_labels(per_row=GRID_COLUMNS)`):
+    for a conditional model of up to GRID_MAX_CLASS_ROWS classes, the fewest whole rounds of the classes that
+    make at least 8 rows, so every class shows (10 rows for Fashion-MNIST; 8 for 4 classes, each twice); else 8
+    rows (unconditional, or the first 8 classes of a larger label set)."""
+    rows = 8
+    if 0 < num_classes <= GRID_MAX_CLASS_ROWS:
+        rows = num_classes * -(-rows // num_classes)
+    return GRID_COLUMNS * rows
+
 
 def make_labels(n: int, num_classes: int, class_id: int | None = None, per_row: int = 0) -> torch.Tensor | None:
     """Labels for n samples: None if unconditional, all `class_id` if given, else balanced.
@@ -147,7 +161,7 @@ def save_gif(frames: torch.Tensor, path: str | Path, nrow: int = 8, ms_per_frame
     return Path(path).expanduser()
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, overwrite: bool = False) -> Path:
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = GRID_COLUMNS, overwrite: bool = False) -> Path:
     """Save images in [-1, 1] as one PNG grid (atomically; an existing file only with `overwrite`)."""
     with atomic_output(path, overwrite) as tmp:
         vutils.save_image(images.add(1).div(2).clamp(0, 1), str(tmp), nrow=nrow, padding=2)

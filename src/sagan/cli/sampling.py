@@ -12,7 +12,13 @@ from sagan.cli.options import SEED, model_source, overwrite_option, pretrained_o
     "--checkpoint", default=None, help="Run folder, checkpoint .pt, exported .safetensors or pretrained folder."
 )
 @pretrained_option
-@click.option("--num", type=click.IntRange(min=1), default=64, help="Number of images.")
+@click.option(
+    "--num",
+    type=click.IntRange(min=1),
+    default=64,
+    help="Number of images.  [default: 64; a .png grid of a conditional model: 8 per class, one row each, for up "
+    "to 16 classes]",
+)
 @click.option("--out", required=True, help="A .png path for one grid, else a folder of PNGs.")
 @click.option("--class", "class_id", type=int, default=None, help="Class of every image.  [default: balanced]")
 @click.option("--seed", type=SEED, default=0, help="Seed of the noise.")
@@ -36,12 +42,14 @@ def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size,
     from sagan.distributed import resolve_device
     from sagan.model_files.loading import load_generator
     from sagan.safe_files import check_folder, check_output
-    from sagan.sampling import fixed_noise, generate, make_labels, save_folder, save_grid
+    from sagan.sampling import GRID_COLUMNS, fixed_noise, generate, grid_size, make_labels, save_folder, save_grid
 
     grid = out.lower().endswith(".png")
     check_output(out, overwrite) if grid else check_folder(out)  # before any work
     G = load_generator(checkpoint, resolve_device(device))
-    per_row = 8 if grid and class_id is None and G.cfg.num_classes else 0
+    per_row = GRID_COLUMNS if grid and class_id is None and G.cfg.num_classes else 0
+    if per_row and click.get_current_context().get_parameter_source("num").name == "DEFAULT":
+        num = grid_size(G.cfg.num_classes)  # every class shows: 10 rows for Fashion-MNIST, not classes 0-7
     y = make_labels(num, G.cfg.num_classes, class_id, per_row=per_row)
     images = generate(G, fixed_noise(num, G.cfg.z_dim, seed, truncation), y, batch_size)
     path = save_grid(images, out, overwrite=overwrite) if grid else save_folder(images, out, y)

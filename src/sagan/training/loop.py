@@ -22,7 +22,7 @@ import torch
 from sagan import distributed as dist_utils
 from sagan.errors import DivergedError, SaganError
 from sagan.run_config import RESUME_APPLIED, RESUME_BREAKING, Resolved
-from sagan.sampling import fixed_noise, generate, make_labels, save_grid
+from sagan.sampling import GRID_COLUMNS, fixed_noise, generate, grid_size, make_labels, save_grid
 from sagan.training.checkpoint_saver import CheckpointSaver
 from sagan.training.real_images import make_loader
 from sagan.training.run_folder import RunFolder
@@ -30,7 +30,6 @@ from sagan.training.step_log import EXPLODING_LOSS, DivergenceGuard, StepLog, al
 from sagan.training.trainer import Trainer
 
 log = logging.getLogger("sagan")
-NUM_SAMPLES = 64  # images in each sample grid
 
 
 class StopRequest:
@@ -128,8 +127,9 @@ class Run:
             self.evaluator = Evaluator(self.cfg, resolved.model, device, dist)
         # Training time excludes maintenance (samples, evaluation, checkpoints).
         self.step_log = StepLog(device, float(resume.get("train_seconds", 0.0)) if resume else 0.0)
-        self.sample_z = fixed_noise(NUM_SAMPLES, resolved.model.z_dim, self.cfg.seed)
-        self.sample_y = make_labels(NUM_SAMPLES, resolved.model.num_classes, per_row=8)
+        num_samples = grid_size(resolved.model.num_classes)  # a conditional model's grid: one row per class
+        self.sample_z = fixed_noise(num_samples, resolved.model.z_dim, self.cfg.seed)
+        self.sample_y = make_labels(num_samples, resolved.model.num_classes, per_row=GRID_COLUMNS)
         self.folder = None
         if dist.is_main:
             self.folder = RunFolder(
