@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sagan.cli import main
+from sagan.model_files.checkpoints import load_checkpoint
 from tests.conftest import tiny_args
 
 
@@ -362,7 +363,7 @@ def test_out_of_memory_on_the_cpu_is_one_line(env, monkeypatch):
         assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: out of memory"), lines
 
 
-def test_full_disk_while_saving_is_one_line_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+def test_full_disk_while_saving_is_one_line_keeps_the_old_checkpoint_and_resumes(tmp_path, monkeypatch):
     """torch.save on a full disk raises RuntimeError from its zip writer; the run ends with one line naming the
     file, latest.pt keeps its previous content, and no temporary file is left."""
     import sagan.model_files.checkpoints
@@ -384,6 +385,15 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_old_checkpoint(tmp_pat
     monkeypatch.setattr(sagan.model_files.checkpoints.torch, "save", real_save)
     assert (run / "checkpoints" / "latest.pt").read_bytes() == before
     assert not [p for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
+    # Space freed, the same resume continues from the kept checkpoint and ends where an uninterrupted run does.
+    assert runner.invoke(main, ["train", "--resume", str(run), "--steps", "4"], catch_exceptions=False).exit_code == 0
+    assert runner.invoke(main, tiny_args(tmp_path / "whole", steps=4), catch_exceptions=False).exit_code == 0
+    resumed, whole = (load_checkpoint(r) for r in (run, next((tmp_path / "whole").iterdir())))
+    assert resumed["step"] == whole["step"] == 4
+    for key in ("G", "D", "G_ema"):
+        assert all(torch.equal(resumed[key][k], whole[key][k]) for k in whole[key]), key
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the failed attempt's rows after step 2 are not kept twice
 
 
 def test_export_write_failure_is_one_line(env, tmp_path, monkeypatch):
