@@ -3,6 +3,7 @@ interpolation, grids, GIFs and folders of PNGs."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -12,18 +13,18 @@ import torchvision.utils as vutils
 from sagan.safe_files import atomic_folder, atomic_output
 
 GRID_COLUMNS = 8  # images per row of a sample grid
+GRID_ROWS = 8  # rows of a grid at least (64 images)
 GRID_MAX_CLASS_ROWS = 16  # conditional models with up to this many classes get one row per class
 
 
 def grid_size(num_classes: int) -> int:
     """Images in a sample grid of GRID_COLUMNS per row, one class per row (`make_labels(per_row=GRID_COLUMNS)`):
     for a conditional model of up to GRID_MAX_CLASS_ROWS classes, the fewest whole rounds of the classes that
-    make at least 8 rows, so every class shows (10 rows for Fashion-MNIST; 8 for 4 classes, each twice); else 8
-    rows (unconditional, or the first 8 classes of a larger label set)."""
-    rows = 8
+    make at least GRID_ROWS rows, so every class shows (10 rows for Fashion-MNIST; 8 for 4 classes, each twice);
+    else GRID_ROWS rows (unconditional, or the first classes of a larger label set)."""
     if 0 < num_classes <= GRID_MAX_CLASS_ROWS:
-        rows = num_classes * -(-rows // num_classes)
-    return GRID_COLUMNS * rows
+        return GRID_COLUMNS * num_classes * math.ceil(GRID_ROWS / num_classes)
+    return GRID_COLUMNS * GRID_ROWS
 
 
 def make_labels(n: int, num_classes: int, class_id: int | None = None, per_row: int = 0) -> torch.Tensor | None:

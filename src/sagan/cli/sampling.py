@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from sagan.cli.options import SEED, model_source, overwrite_option, pretrained_option
 
@@ -48,7 +49,7 @@ def sample(checkpoint, pretrained, num, out, class_id, seed, device, batch_size,
     check_output(out, overwrite) if grid else check_folder(out)  # before any work
     G = load_generator(checkpoint, resolve_device(device))
     per_row = GRID_COLUMNS if grid and class_id is None and G.cfg.num_classes else 0
-    if per_row and click.get_current_context().get_parameter_source("num").name == "DEFAULT":
+    if per_row and click.get_current_context().get_parameter_source("num") is ParameterSource.DEFAULT:
         num = grid_size(G.cfg.num_classes)  # every class shows: 10 rows for Fashion-MNIST, not classes 0-7
     y = make_labels(num, G.cfg.num_classes, class_id, per_row=per_row)
     images = generate(G, fixed_noise(num, G.cfg.z_dim, seed, truncation), y, batch_size)
