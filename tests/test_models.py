@@ -241,6 +241,43 @@ def test_conditional_bn_starts_as_plain_bn_and_depends_on_class():
     torch.testing.assert_close(out[0], ref[0])
 
 
+def test_class_signal_scales_the_class_terms_of_g_and_d():
+    """Transitional conditioning's class signal: at 0 G's output is the same for every class and D is its linear
+    head alone; at s the class gains and biases, and the projection term, are s times their full size; at 1 the
+    models are what they were (exactly), and the signal is not in the state dict (checkpoints keep their keys)."""
+    torch.manual_seed(0)
+    cfg = small(32, 5, img_channels=1)
+    G, D = Generator(cfg).eval(), Discriminator(cfg).eval()
+    with torch.no_grad():  # classes that matter: random gains and biases (they start at zero)
+        for m in G.modules():
+            if isinstance(m, ConditionalBatchNorm2d):
+                for e in m.embeddings():
+                    e.weight.normal_(0, 0.3)
+    z, x = torch.randn(4, cfg.z_dim), torch.rand(4, 1, 32, 32) * 2 - 1
+    y1, y2 = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 4, 0, 1])
+    g_full, d_full = G(z, y1), D(x, y1)
+    assert (G(z, y2) - g_full).abs().max() > 1e-3 and (D(x, y2) - d_full).abs().min() > 1e-4
+    head = D.linear(D.features(x)).squeeze(1)
+    projection = (D.embed(y1) * D.features(x)).sum(1)
+
+    G.set_class_signal(0.0), D.set_class_signal(0.0)
+    torch.testing.assert_close(G(z, y1), G(z, y2))
+    torch.testing.assert_close(D(x, y1), head)
+
+    G.set_class_signal(0.25), D.set_class_signal(0.25)
+    g_quarter = G(z, y1)
+    torch.testing.assert_close(D(x, y1), head + 0.25 * projection)
+    G.set_class_signal(1.0), D.set_class_signal(1.0)
+    assert torch.equal(G(z, y1), g_full) and torch.equal(D(x, y1), d_full)
+    with torch.no_grad():  # signal 0.25 = the embeddings scaled by 0.25 at full signal
+        for m in G.modules():
+            if isinstance(m, ConditionalBatchNorm2d):
+                for e in m.embeddings():
+                    e.weight.mul_(0.25)
+    torch.testing.assert_close(G(z, y1), g_quarter)
+    assert not any("class_signal" in k for k in [*G.state_dict(), *D.state_dict()])
+
+
 def test_unconditional_bn_is_affine_bn():
     cbn = ConditionalBatchNorm2d(6)
     assert cbn.bn.affine and cbn.embeddings() == []

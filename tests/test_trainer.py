@@ -11,7 +11,7 @@ from sagan.config import ModelConfig, TrainConfig
 from sagan.layers import SelfAttention2d
 from sagan.layers.spectral import power_iteration_frozen
 from sagan.losses import LOSSES
-from sagan.training.trainer import Trainer
+from sagan.training.trainer import Trainer, class_signal_at
 
 MODEL = ModelConfig(resolution=32, g_channels=16, d_channels=16, z_dim=16, num_classes=4, img_channels=1,
                     g_attn_resolutions=(16,), d_attn_resolutions=(16,))  # fmt: skip
@@ -122,3 +122,32 @@ def test_g_side_gradient_accumulation_averages_the_micro_batches(k):
     for (name, p), q in zip(trainer.G.named_parameters(), G.parameters(), strict=True):
         assert p.grad is not None and q.grad is not None, name
         torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_class_signal_ramps_from_start_to_end():
+    """Transitional conditioning's schedule: 0 until class_ramp_start, linear, 1 from class_ramp_end; off: 1."""
+    ramp = TrainConfig(class_ramp_start=100, class_ramp_end=300)
+    assert [class_signal_at(s, ramp) for s in (0, 99, 100, 150, 200, 299, 300, 10_000)] == [
+        0.0, 0.0, 0.0, 0.25, 0.5, 0.995, 1.0, 1.0,
+    ]  # fmt: skip
+    assert {class_signal_at(s, TrainConfig()) for s in (0, 1, 10_000)} == {1.0}
+    for bad in ({"class_ramp_start": 5, "class_ramp_end": 5}, {"class_ramp_start": -1, "class_ramp_end": 0}):
+        with pytest.raises(ValueError, match="class_ramp"):
+            TrainConfig(**bad)
+
+
+def _signals(model) -> set[float]:
+    return {b.item() for name, b in model.named_buffers() if name.endswith("class_signal")}
+
+
+def test_trainer_gives_g_d_and_g_ema_the_step_s_class_signal():
+    """The trainer sets the ramp's value on G and D before a step; G_ema takes G's at its update; with the ramp
+    off the models stay fully conditional."""
+    trainer, x, y = _trainer(class_ramp_start=2, class_ramp_end=6)
+    for step, expected in ((0, 0.0), (3, 0.25), (5, 0.75), (9, 1.0)):
+        trainer.set_class_signal(step)
+        trainer.d_step(x, y), trainer.g_step(), trainer.update_ema(step)
+        assert _signals(trainer.G) == _signals(trainer.D) == _signals(trainer.G_ema) == {expected}
+    plain, _, _ = _trainer()
+    plain.set_class_signal(0)
+    assert _signals(plain.G) == _signals(plain.D) == {1.0}

@@ -57,8 +57,9 @@ def _state(run):
         ["--set", "augment=translation,cutout,color", "--set", "lecam_weight=0.3", "--set", "grad_accumulation=2"]
         + ["--set", "explode_patience=0"],
         ["--set", "arch=dcgan", "--set", "d_channels=8"],
+        ["--set", "class_ramp_start=1", "--set", "class_ramp_end=4"],  # resumed within the ramp
     ],
-    ids=["hflip", "d_steps2-ns", "diffaugment-lecam-accumulation", "dcgan"],
+    ids=["hflip", "d_steps2-ns", "diffaugment-lecam-accumulation", "dcgan", "class-ramp"],
 )
 def test_resume_is_exact(tmp_path, extra):
     run_cli(tiny_args(tmp_path / "a", steps=4, extra=extra))
@@ -464,3 +465,29 @@ def test_resume_purges_tensorboard_events_past_the_checkpoint(tmp_path):
     acc.Reload()
     steps = [e.step for e in acc.Scalars("train/loss_d")]
     assert steps == [1, 2, 3, 4]  # without the purge: 1, 2, 3, 4, 3, 4
+
+
+def test_a_checkpoint_within_the_class_ramp_loads_with_its_class_signal(tmp_path):
+    """Transitional conditioning: G and D loaded from a checkpoint at step 2 of a ramp over steps 0-4 carry the
+    signal of their last update (step 1: 0.25), the one training sampled G_ema with, not full conditioning."""
+    from sagan.model_files.loading import load_discriminator, load_generator
+
+    run_cli(tiny_args(tmp_path, steps=2, extra=["--set", "class_ramp_end=4"]))
+    run = only_run(tmp_path)
+    assert load_checkpoint(run)["config"]["model"]["num_classes"] > 0
+    for model in (load_generator(run), load_discriminator(run)):
+        signals = {b.item() for name, b in model.named_buffers() if name.endswith("class_signal")}
+        assert signals == {0.25}
+
+
+def test_training_before_the_class_ramp_leaves_the_class_terms_untrained(tmp_path):
+    """Before class_ramp_start the class signal is 0: the loop's G and D get no gradient for their class terms, so
+    G's conditional-BN embeddings keep their zero start (2 steps of Adam at lr 1e-4 move them otherwise)."""
+    for name, extra in (("ramp", ["--set", "class_ramp_start=2", "--set", "class_ramp_end=4"]), ("off", [])):
+        run_cli(tiny_args(tmp_path / name, steps=2, extra=extra))
+    embeddings = {
+        name: [v for k, v in load_checkpoint(only_run(tmp_path / name))["G"].items() if ".embed_" in k]
+        for name in ("ramp", "off")
+    }
+    assert embeddings["ramp"] and all(not e.any() for e in embeddings["ramp"])
+    assert all(e.abs().max() > 1e-6 for e in embeddings["off"])

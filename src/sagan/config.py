@@ -177,13 +177,19 @@ class TrainConfig:
     augment: str = ""  # DiffAugment policies for D's inputs, real and fake: e.g. "translation,cutout,color"
     lecam_weight: float = 0.0  # LeCam regulariser's weight in D's loss (0: off; StudioGAN uses 0.1-0.5)
     lecam_decay: float = 0.99  # decay of LeCam's moving averages of D's outputs
+    # Transitional conditioning (Shahbazi et al. 2022): the class signal (G's conditional-BN gains and biases, D's
+    # projection term) is 0 until step class_ramp_start, rises linearly and is 1 from class_ramp_end on.
+    # class_ramp_end 0: off, conditional from the first step (the paper's model).
+    class_ramp_start: int = 0
+    class_ramp_end: int = 0
     use_ema: bool = True
     ema_decay: float = 0.9999
     ema_start_step: int = 1000  # G_ema copies G until then
     ema_rampup: bool = False  # decay min(ema_decay, (1 + n) / (10 + n)) at n steps after the start (TF's EMA)
     ema_standing_batches: int = 16  # G_ema's own BN statistics over this many batches before use (0: G's)
-    # none | bf16 | fp16 | auto: bf16 autocast for CPU training on a CPU with AMX tiles (where a paired run tracked
-    # fp32's losses and FID at 1.3-1.7x the speed), fp32 elsewhere; resolved before the run, so config.json says which
+    # none | bf16 | fp16 | auto: bf16 autocast for CPU training where the CPU has native bf16 dot products (AMX,
+    # AVX512-BF16, Arm BF16) and a timing of this model's step shows bf16 >= 1.1x faster (`sagan.training.precision`),
+    # fp32 elsewhere; resolved before the run, so config.json says which and why
     amp: str = "auto"
     channels_last: bool = False
     compile: bool = False
@@ -219,6 +225,13 @@ class TrainConfig:
         from sagan.augment import parse_policy
 
         parse_policy(self.augment)
+        if self.class_ramp_end and not 0 <= self.class_ramp_start < self.class_ramp_end:
+            raise ValueError(
+                f"class_ramp_start must be in [0, class_ramp_end), got {self.class_ramp_start} "
+                f"and class_ramp_end {self.class_ramp_end}"
+            )
+        if self.class_ramp_start < 0 or self.class_ramp_end < 0:
+            raise ValueError("class_ramp_start and class_ramp_end must be >= 0 (class_ramp_end 0: off)")
         if self.data_limit < 0:
             raise ValueError(f"data_limit must be >= 0 (0: all images), got {self.data_limit}")
         if self.explode_patience < 0:

@@ -21,7 +21,7 @@ from sagan.presets import MODEL_PRESETS, PRESETS, TRAIN_PRESETS
 # the rest (steps, intervals, evaluation, device, workers, paths) are bookkeeping and change freely.
 RESUME_BREAKING = (
     "data", "data_limit", "batch_size", "d_steps", "seed", "hflip", "loss", "use_ema", "amp", "sync_bn",
-    "grad_accumulation", "augment", "lecam_weight", "lecam_decay",
+    "grad_accumulation", "augment", "lecam_weight", "lecam_decay", "class_ramp_start", "class_ramp_end",
 )  # fmt: skip
 RESUME_APPLIED = ("lr_g", "lr_d", "beta1", "beta2", "ema_decay", "ema_start_step", "ema_rampup")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))

@@ -15,6 +15,10 @@ class ConditionalBatchNorm2d(nn.Module):
 
     x: (B, C, H, W); y: (B,) int64 class labels in [0, num_classes), or (B, num_classes) float class weights
     (a mixture of the classes' gains and biases, for class interpolation; one-hot rows equal the labels).
+
+    `class_signal` (a buffer outside the state dict, 1 unless set) scales the class's gain and bias: 0 makes the
+    layer BN without affine terms, the same for every class (transitional conditioning, Shahbazi et al. 2022;
+    `sagan.training.trainer.class_signal_at`).
     """
 
     def __init__(self, num_features: int, num_classes: int = 0, eps: float = 1e-5, momentum: float = 0.1):
@@ -26,6 +30,8 @@ class ConditionalBatchNorm2d(nn.Module):
             self.embed_bias = nn.Embedding(num_classes, num_features)
             nn.init.zeros_(self.embed_gain.weight)
             nn.init.zeros_(self.embed_bias.weight)
+            # Not persistent: checkpoints keep their keys, and a loaded model is fully conditional until set.
+            self.register_buffer("class_signal", torch.ones(()), persistent=False)
 
     def embeddings(self) -> list[nn.Module]:
         """The class embeddings (empty when unconditional)."""
@@ -41,6 +47,7 @@ class ConditionalBatchNorm2d(nn.Module):
             gain, bias = y.to(h.dtype) @ self.embed_gain.weight, y.to(h.dtype) @ self.embed_bias.weight
         else:
             gain, bias = self.embed_gain(y), self.embed_bias(y)
+        gain, bias = gain * self.class_signal, bias * self.class_signal  # exact when the signal is 1
         return h * (1.0 + gain[:, :, None, None]) + bias[:, :, None, None]  # (B, C, 1, 1) each
 
 

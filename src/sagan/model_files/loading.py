@@ -65,6 +65,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu"):
     else:
         ckpt = load_checkpoint(p)
         G = build_model(Generator, ckpt["config"]["model"], generator_state(ckpt), resolve_checkpoint_path(p))
+        G.set_class_signal(_class_signal(ckpt))
     return G.to(device).eval()
 
 
@@ -76,4 +77,18 @@ def load_discriminator(path: str | Path, device: str | torch.device = "cpu"):
         return _load_pretrained(Discriminator, path, "D").to(device).eval()
     ckpt = load_checkpoint(path)
     D = build_model(Discriminator, ckpt["config"]["model"], ckpt["D"], resolve_checkpoint_path(path))
+    D.set_class_signal(_class_signal(ckpt))
     return D.to(device).eval()
+
+
+def _class_signal(ckpt: dict) -> float:
+    """The class signal of the checkpoint's last G update, step - 1 (below 1 only within a transitional-
+    conditioning ramp, `sagan.training.trainer.class_signal_at`): the one its G_ema was sampled with during
+    training. 1 for checkpoints without a ramp."""
+    from sagan.config import TrainConfig, from_dict
+    from sagan.training.trainer import class_signal_at
+
+    train = ckpt["config"].get("train")
+    if not isinstance(train, dict) or not train.get("class_ramp_end"):
+        return 1.0
+    return class_signal_at(max(int(ckpt["step"]) - 1, 0), from_dict(TrainConfig, train))

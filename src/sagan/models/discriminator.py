@@ -37,8 +37,15 @@ class Discriminator(nn.Module):
             in_ch = out_ch
         self.linear = nn.Linear(in_ch, 1)
         self.embed = nn.Embedding(cfg.num_classes, in_ch) if cfg.num_classes > 0 else None
+        # The projection term's weight (transitional conditioning); not in the state dict, 1 unless set.
+        self.register_buffer("class_signal", torch.ones(()), persistent=False)
         init_weights(self, cfg.init)
         apply_spectral_norm(self, cfg.sn_eps, cfg.sn_power_iterations)
+
+    @torch.no_grad()
+    def set_class_signal(self, strength: float) -> None:
+        """Weight the projection term by `strength` in [0, 1]: 0 leaves the unconditional head linear(h) alone."""
+        self.class_signal.fill_(strength)
 
     def attention_layers(self) -> dict[str, SelfAttention2d]:
         """Attention blocks by name ("d<feature resolution>"), in forward order."""
@@ -57,5 +64,5 @@ class Discriminator(nn.Module):
         if self.embed is not None:
             if y is None:
                 raise ValueError("this discriminator is conditional: pass class labels y")
-            out = out + (self.embed(y) * h).sum(dim=1)  # projection term
+            out = out + self.class_signal * (self.embed(y) * h).sum(dim=1)  # projection term
         return out

@@ -61,6 +61,14 @@ class Generator(nn.Module):
         channels_last = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
         return torch.channels_last if channels_last else torch.contiguous_format
 
+    @torch.no_grad()
+    def set_class_signal(self, strength: float) -> None:
+        """Scale every conditional BN's class gain and bias by `strength` in [0, 1] (transitional conditioning;
+        1, fully conditional, is what a new or loaded generator has). No effect on an unconditional G."""
+        for m in self.modules():
+            if isinstance(m, ConditionalBatchNorm2d) and m.num_classes:
+                m.class_signal.fill_(strength)
+
     def attention_layers(self) -> dict[str, SelfAttention2d]:
         """Attention blocks by name ("g<feature resolution>"), in forward order."""
         return {name: self.blocks[i] for i, name in self.attn_names.items()}

@@ -70,6 +70,7 @@ def train(resolved: Resolved, resume: dict | None = None, run_dir: Path | None =
             while run.step < cfg.steps:
                 # Fetch data: d_steps batches of this rank's real images.
                 real_batches = [run.next_real_batch() for _ in range(cfg.d_steps)]
+                trainer.set_class_signal(run.step)  # transitional conditioning's ramp (1 when it is off)
 
                 # D step: one update per real batch, on cat([real, G(z)]).
                 for x_real, y_real in real_batches:

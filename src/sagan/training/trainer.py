@@ -49,6 +49,17 @@ def ema_decay_at(step: int, cfg: TrainConfig) -> float:
     return cfg.ema_decay
 
 
+def class_signal_at(step: int, cfg: TrainConfig) -> float:
+    """The class signal of G update `step` (0-based) under transitional conditioning (Shahbazi et al., "Collapse by
+    conditioning", ICLR 2022): 0 before class_ramp_start, (step - start) / (end - start) in between, 1 from
+    class_ramp_end on, and always 1 when class_ramp_end is 0 (off). It scales G's conditional-BN class gains and
+    biases and D's projection term; the models are unconditional at 0."""
+    if not cfg.class_ramp_end:
+        return 1.0
+    span = cfg.class_ramp_end - cfg.class_ramp_start
+    return min(1.0, max(0.0, (step - cfg.class_ramp_start) / span))
+
+
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
@@ -229,6 +240,13 @@ class Trainer:
     def _no_sync(module, last: bool):
         """DDP's no_sync for all but the last micro-batch (gradients are all-reduced once per update)."""
         return module.no_sync() if isinstance(module, DDP) and not last else contextlib.nullcontext()
+
+    def set_class_signal(self, step: int) -> None:
+        """Give G and D the class signal of G update `step` (`class_signal_at`); G_ema takes G's at its updates."""
+        if self.model_cfg.num_classes and self.cfg.class_ramp_end:
+            strength = class_signal_at(step, self.cfg)
+            self.G.set_class_signal(strength)
+            self.D.set_class_signal(strength)
 
     def update_ema(self, step: int) -> None:
         if self.G_ema is not None:
