@@ -34,6 +34,15 @@ def test_real_fashion_mnist(fashion_mnist_root):
     assert len(load_dataset("fashion-mnist", 32, 1, str(fashion_mnist_root), train=False)) == 10_000
 
 
+def test_fashion_mnist_at_28_px_is_the_native_images(fashion_mnist_root):
+    """At 28 px (the native size, `--set resolution=28`) the images are the dataset's own bytes: no resize."""
+    import torchvision
+
+    native = torchvision.datasets.FashionMNIST(str(fashion_mnist_root), train=False).data  # (10000, 28, 28) uint8
+    ds = load_dataset("fashion-mnist", 28, 1, str(fashion_mnist_root), train=False)
+    assert ds.images.shape == (10_000, 1, 28, 28) and torch.equal(ds.images[:, 0], native)
+
+
 def test_missing_dataset_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)) as e:
         load_dataset("mnist", 32, 1, str(tmp_path))

@@ -278,6 +278,25 @@ def test_class_signal_scales_the_class_terms_of_g_and_d():
     assert not any("class_signal" in k for k in [*G.state_dict(), *D.state_dict()])
 
 
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+def test_28_px_models_start_at_7_and_keep_their_attention(arch):
+    """resolution 28 (MNIST's native size): G's stages are 7, 14, 28 (linear -> 7 x 7, two up-samplings), D goes
+    28 -> 14 -> 7, attention at 14 in both, and the images are 28 x 28."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(resolution=28, arch=arch, num_classes=3, img_channels=1, z_dim=8, g_channels=8, d_channels=8,
+                      g_attn_resolutions=(14,), d_attn_resolutions=(14,))  # fmt: skip
+    assert cfg.start_resolution == 7 and cfg.g_feature_resolutions() == [7, 14, 28]
+    assert cfg.d_feature_resolutions()[:2] == [14, 7] and min(cfg.d_feature_resolutions()) == 7
+    G, D = Generator(cfg), Discriminator(cfg)
+    maps = []
+    G.attention_layers()["g14"].register_forward_hook(lambda m, i, o: maps.append(o.shape[-2:]))
+    D.attention_layers()["d14"].register_forward_hook(lambda m, i, o: maps.append(o.shape[-2:]))
+    y = torch.tensor([0, 1, 2])
+    x = G(torch.randn(3, 8), y)
+    assert x.shape == (3, 1, 28, 28) and D(x, y).shape == (3,)
+    assert maps == [(14, 14), (14, 14)]
+
+
 def test_unconditional_bn_is_affine_bn():
     cbn = ConditionalBatchNorm2d(6)
     assert cbn.bn.affine and cbn.embeddings() == []
@@ -301,7 +320,9 @@ def test_attention_at_several_resolutions():
 @pytest.mark.parametrize(
     "bad",
     [
-        dict(resolution=48),
+        dict(resolution=48),  # 6 * 2**3: a valid size without default channel multipliers
+        dict(resolution=36),  # 36 = 4.5 * 2**3: not s * 2**k with s in 4..7
+        dict(resolution=30),
         dict(g_attn_resolutions=(7,)),
         dict(attn_variant="x"),
         dict(init="kaiming"),

@@ -20,26 +20,41 @@ ARCHS = ("resnet", "dcgan")
 AMP_MODES = ("none", "bf16", "fp16", "auto")
 
 # Default channel multipliers by image resolution (BigGAN-PyTorch's `G_arch` / `D_arch`, which the official
-# SAGAN 128 px model also follows). G: one entry per feature resolution 4, 8, ..., resolution.
+# SAGAN 128 px model also follows). G: one entry per feature resolution 4, 8, ..., resolution (7, 14, 28 at 28 px).
 # D: one entry per residual block, with whether that block halves the resolution.
 _G_MULT = {
+    28: (4, 4, 4),
     32: (4, 4, 4, 4),
     64: (16, 16, 8, 4, 2),
     128: (16, 16, 8, 4, 2, 1),
     256: (16, 16, 8, 8, 4, 2, 1),
 }
-_D_MULT = {32: (4, 4, 4, 4), 64: (1, 2, 4, 8, 16), 128: (1, 2, 4, 8, 16, 16), 256: (1, 2, 4, 8, 8, 16, 16)}
+_D_MULT = {
+    28: (4, 4, 4, 4),
+    32: (4, 4, 4, 4),
+    64: (1, 2, 4, 8, 16),
+    128: (1, 2, 4, 8, 16, 16),
+    256: (1, 2, 4, 8, 8, 16, 16),
+}
 _D_DOWN = {
+    28: (True, True, False, False),
     32: (True, True, False, False),
     64: (True, True, True, True, False),
     128: (True, True, True, True, True, False),
     256: (True, True, True, True, True, True, False),
 }
 # The DCGAN backbone (SNGAN's "standard CNN", heykeetae's SAGAN): G halves the channels at every doubling of the
-# resolution; D doubles them at every halving, one conv per stage, down to 4 x 4.
-_DC_G_MULT = {32: (8, 4, 2, 1), 64: (16, 8, 4, 2, 1), 128: (16, 8, 8, 4, 2, 1), 256: (16, 8, 8, 4, 4, 2, 1)}
-_DC_D_MULT = {32: (1, 2, 4), 64: (1, 2, 4, 8), 128: (1, 2, 4, 8, 16), 256: (1, 2, 4, 8, 8, 16)}
-_DC_D_DOWN = {r: (True,) * len(m) for r, m in _DC_D_MULT.items()}
+# resolution; D doubles them at every halving, one conv per stage, down to 4 x 4 (at 28 px: 7 x 7, where the last
+# stage keeps the size; 28 px, MNIST's native size, starts G at 7 x 7).
+_DC_G_MULT = {
+    28: (4, 2, 1),
+    32: (8, 4, 2, 1),
+    64: (16, 8, 4, 2, 1),
+    128: (16, 8, 8, 4, 2, 1),
+    256: (16, 8, 8, 4, 4, 2, 1),
+}
+_DC_D_MULT = {28: (1, 2, 4), 32: (1, 2, 4), 64: (1, 2, 4, 8), 128: (1, 2, 4, 8, 16), 256: (1, 2, 4, 8, 8, 16)}
+_DC_D_DOWN = {**{r: (True,) * len(m) for r, m in _DC_D_MULT.items()}, 28: (True, True, False)}
 _DEFAULTS = {
     "resnet": {"g_channel_mult": _G_MULT, "d_channel_mult": _D_MULT, "d_downsample": _D_DOWN},
     "dcgan": {"g_channel_mult": _DC_G_MULT, "d_channel_mult": _DC_D_MULT, "d_downsample": _DC_D_DOWN},
@@ -50,7 +65,9 @@ _DEFAULTS = {
 class ModelConfig:
     """Architecture of G and D.
 
-    Channel counts are `g_channels * g_channel_mult[i]` (G stage at feature resolution 4 * 2**i) and
+    `resolution` is s * 2**k with a start size s of 4 to 7 and k >= 1: a power of two >= 8 (s = 4), or e.g. 28
+    (s = 7, MNIST's native size). G starts at s x s.
+    Channel counts are `g_channels * g_channel_mult[i]` (G stage at feature resolution s * 2**i) and
     `d_channels * d_channel_mult[i]` (D block i). Empty multiplier tuples take the default for `resolution`.
     Attention is inserted after the G stage / D block whose output has a listed feature resolution.
     `arch` picks the backbone: "resnet" (residual blocks, the official SAGAN and BigGAN models) or "dcgan" (one
@@ -86,8 +103,10 @@ class ModelConfig:
         """Fill resolution-dependent defaults and raise ValueError on an inconsistent config."""
         _check_types(self)
         r = self.resolution
-        if r < 8 or r & (r - 1):
-            raise ValueError(f"resolution must be a power of two >= 8, got {r}")
+        if r < 8 or r % (1 << (r.bit_length() - 3)):  # r = s * 2**k, s = r's leading 3 bits
+            raise ValueError(
+                f"resolution must be s * 2**k with s in 4..7 and k >= 1 (a power of two >= 8, or e.g. 28), got {r}"
+            )
         if self.img_channels not in (1, 3):
             raise ValueError(f"img_channels must be 1 or 3, got {self.img_channels}")
         if self.num_classes < 0 or self.z_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
@@ -102,7 +121,7 @@ class ModelConfig:
             raise ValueError("sn_power_iterations must be >= 1")
         if not (self.sn_eps > 0 and self.bn_eps > 0):
             raise ValueError("sn_eps and bn_eps must be > 0")
-        num_stages = int(math.log2(r)) - 1
+        num_stages = int(math.log2(r // self.start_resolution)) + 1
         for name, table in _DEFAULTS[self.arch].items():
             if not getattr(self, name):
                 if r not in table:
@@ -115,7 +134,7 @@ class ModelConfig:
         self.d_attn_resolutions = tuple(int(a) for a in self.d_attn_resolutions)
         if len(self.g_channel_mult) != num_stages:
             raise ValueError(
-                f"g_channel_mult needs {num_stages} entries (feature resolutions 4..{r}), "
+                f"g_channel_mult needs {num_stages} entries (feature resolutions {self.start_resolution}..{r}), "
                 f"got {len(self.g_channel_mult)}"
             )
         if len(self.d_channel_mult) != len(self.d_downsample):
@@ -131,9 +150,14 @@ class ModelConfig:
             if a not in available:
                 raise ValueError(f"{name}: no feature map of resolution {a}; available: {sorted(set(available))}")
 
+    @property
+    def start_resolution(self) -> int:
+        """G's first feature map's size s (4 to 7), resolution = s * 2**k: 4 for powers of two, 7 at 28 px."""
+        return self.resolution >> (self.resolution.bit_length() - 3)
+
     def g_feature_resolutions(self) -> list[int]:
-        """Output resolution of each G stage: 4, 8, ..., resolution."""
-        return [4 << i for i in range(len(self.g_channel_mult))]
+        """Output resolution of each G stage: s, 2s, ..., resolution (4, 8, ... for powers of two)."""
+        return [self.start_resolution << i for i in range(len(self.g_channel_mult))]
 
     def d_feature_resolutions(self) -> list[int]:
         """Output resolution of each D block."""

@@ -1,4 +1,4 @@
-"""SAGAN generator: linear -> 4x4, up-blocks with conditional BN (residual, as the official code's
+"""SAGAN generator: linear -> 4x4 (7x7 at 28 px), up-blocks with conditional BN (residual, as the official code's
 `generator_test` and BigGAN-PyTorch's `Generator`, or DCGAN stages), self-attention at chosen feature
 resolutions, BN-ReLU-conv3-tanh."""
 
@@ -28,7 +28,8 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         ch = [cfg.g_channels * m for m in cfg.g_channel_mult]
-        self.linear = nn.Linear(cfg.z_dim, ch[0] * 4 * 4)
+        self.start = cfg.start_resolution  # 4, or 7 at 28 px
+        self.linear = nn.Linear(cfg.z_dim, ch[0] * self.start**2)
         self.blocks = nn.ModuleList()
         self.attn_names: dict[int, str] = {}  # index in blocks -> public name, e.g. "g32"
         block = GBlock if cfg.arch == "resnet" else DCGBlock
@@ -82,7 +83,8 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.cfg.num_classes > 0 and y is None:
             raise ValueError("this generator is conditional: pass class labels y")
-        h = self.linear(z).view(z.shape[0], -1, 4, 4).contiguous(memory_format=self._memory_format())  # (B, C0, 4, 4)
+        h = self.linear(z).view(z.shape[0], -1, self.start, self.start)  # (B, C0, s, s)
+        h = h.contiguous(memory_format=self._memory_format())
         for block in self.blocks:
             h = block(h) if isinstance(block, SelfAttention2d) else block(h, y)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
