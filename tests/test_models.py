@@ -323,6 +323,7 @@ def test_attention_at_several_resolutions():
         dict(resolution=48),  # 6 * 2**3: a valid size without default channel multipliers
         dict(resolution=36),  # 36 = 4.5 * 2**3: not s * 2**k with s in 4..7
         dict(resolution=30),
+        dict(resolution=28, arch="dcgan", g_attn_resolutions=(7,), d_attn_resolutions=(14,)),  # 2x2 pooling of 7 x 7
         dict(g_attn_resolutions=(7,)),
         dict(attn_variant="x"),
         dict(init="kaiming"),

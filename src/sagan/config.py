@@ -143,6 +143,12 @@ class ModelConfig:
             raise ValueError(f"d_downsample halves {r} px too often")
         self._check_attn("g_attn_resolutions", self.g_attn_resolutions, self.g_feature_resolutions())
         self._check_attn("d_attn_resolutions", self.d_attn_resolutions, self.d_feature_resolutions())
+        odd = sorted({a for a in self.g_attn_resolutions + self.d_attn_resolutions if a % 2})
+        if odd and self.attn_variant == "official":
+            raise ValueError(
+                f"attention at {odd} px: the official variant max-pools keys and values 2x2 and needs even feature "
+                "maps (attend at an even size, or set attn_variant=paper)"
+            )
 
     @staticmethod
     def _check_attn(name: str, wanted: tuple[int, ...], available: list[int]) -> None:
