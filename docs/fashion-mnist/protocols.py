@@ -10,7 +10,12 @@ The generated images' Inception features are computed once (10,000 class-balance
   28 x 28 images compare at; our 32 px samples go to Inception as they are,
 - floor: 10,000 train images (at 32 px) against the test images at 32 px: what FID10k a perfect generator of
   the training distribution would get under this protocol,
-in that order (`--parts`, default all three; each real set costs as much Inception time as the fakes, 14-28
+- roundtrip28: the generated 32 px images resized to 28 x 28 (PIL bilinear) against the native test images: a
+  32 px model scored as the 28 px papers score,
+- floor28: 10,000 train images against the test images, both native 28 x 28: the floor under the 28 px protocol,
+- floor_roundtrip28: 10,000 train images resized 28 -> 32 -> 28 (PIL bilinear both ways) against the native test
+  images: what resizing alone costs a perfect 32 px generator under the 28 px protocol,
+in that order (`--parts`, default the first three; each real set costs as much Inception time as the fakes, 14-28
 minutes per 10,000 images on 2 CPU cores; `--parts floor` alone generates nothing). OUT.json is rewritten
 after each part, so an interrupted call keeps what it finished. Real features are cached as `sagan evaluate`
 caches them, so the same call of `sagan evaluate` gives the same numbers.
@@ -30,7 +35,8 @@ from sagan.metrics.inception import Inception
 from sagan.metrics.sources import generated_batches, real_batches
 from sagan.model_files.loading import load_generator
 
-PARTS = ("test32", "test28", "floor")
+PARTS = ("test32", "test28", "floor", "roundtrip28", "floor28", "floor_roundtrip28")
+FAKE_PARTS = {"test32", "test28", "roundtrip28"}
 
 
 def reference(inception, split: str, resolution: int, n: int) -> dict:
@@ -39,15 +45,31 @@ def reference(inception, split: str, resolution: int, n: int) -> dict:
     return dict(_reference_features(key, batches, inception, n, DistInfo()))
 
 
+def to_28px(batches):
+    """(index, uint8 (B, C, 32, 32)) batches -> the same images resized to 28 x 28 with PIL's bilinear filter."""
+    import numpy as np
+    from PIL import Image
+
+    for b, x in batches:
+        ims = [Image.fromarray(im[0].numpy()).resize((28, 28), Image.BILINEAR) for im in x]  # 1 channel
+        yield b, torch.from_numpy(np.stack([np.asarray(im) for im in ims]))[:, None]
+
+
+def reference_28px_from_32(inception, split: str, n: int) -> dict:
+    """Features of `n` real images of `split` as training sees them (28 -> 32 px), resized back to 28 px."""
+    batches = to_28px(real_batches("fashion-mnist", 32, 1, n, split=split, seed=0))
+    return _collect(batches, inception, n, f"{split} images 28 -> 32 -> 28", False)[0]
+
+
 def scores(fake: dict, real: dict, tag: str) -> dict:
     return {**METRIC_FNS["fid"](fake, real, tag), **METRIC_FNS["kid"](fake, real, tag)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint")
+    ap.add_argument("checkpoint", help="the generator (unused, e.g. '-', when only floor parts are asked)")
     ap.add_argument("out")
-    ap.add_argument("--parts", default="test32,test28,floor", help="comma-separated: test32, test28, floor")
+    ap.add_argument("--parts", default="test32,test28,floor", help=f"comma-separated, some of: {', '.join(PARTS)}")
     ap.add_argument("--num", type=int, default=10_000, help="generated and real images (10,000: the protocol)")
     args = ap.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -56,12 +78,16 @@ def main() -> None:
         ap.error(f"--parts takes some of {', '.join(PARTS)}, got {args.parts!r}")
     t0 = time.time()
     inception = Inception("", torch.device("cpu"))
-    G = load_generator(args.checkpoint)
     n, tag = args.num, count_tag(args.num)
-    fake = None
-    if {"test32", "test28"} & set(parts):  # the floor needs no generated images
-        fake, _ = _collect(generated_batches(G, n, 50, seed=0), inception, n, "generated images", False)
-    out = {"checkpoint": args.checkpoint, "num_fake": n if fake else 0, "feature_extractor": inception.id}
+    fake = fake28 = None
+    if FAKE_PARTS & set(parts):  # the floors need no generated images
+        G = load_generator(args.checkpoint)
+        if {"test32", "test28"} & set(parts):
+            fake, _ = _collect(generated_batches(G, n, 50, seed=0), inception, n, "generated images", False)
+        if "roundtrip28" in parts:
+            batches = to_28px(generated_batches(G, n, 50, seed=0))
+            fake28, _ = _collect(batches, inception, n, "generated images 32 -> 28", False)
+    out = {"checkpoint": args.checkpoint, "num_fake": n if fake or fake28 else 0, "feature_extractor": inception.id}
     for part in PARTS:
         if part not in parts:
             continue
@@ -69,9 +95,17 @@ def main() -> None:
             out["test_32px"] = scores(fake, reference(inception, "test", 32, n), tag)
         elif part == "test28":
             out["test_native_28px"] = scores(fake, reference(inception, "test", 28, n), tag)
-        else:
+        elif part == "floor":
             train32 = reference(inception, "train", 32, n)
             out["floor_train_vs_test_32px"] = scores(train32, reference(inception, "test", 32, n), tag)
+        elif part == "roundtrip28":
+            out["roundtrip_32_to_28px_vs_native_test"] = scores(fake28, reference(inception, "test", 28, n), tag)
+        elif part == "floor28":
+            train28 = reference(inception, "train", 28, n)
+            out["floor_native_28px"] = scores(train28, reference(inception, "test", 28, n), tag)
+        else:
+            train_rt = reference_28px_from_32(inception, "train", n)
+            out["floor_roundtrip_28_32_28px"] = scores(train_rt, reference(inception, "test", 28, n), tag)
         out["wall_minutes"] = round((time.time() - t0) / 60, 1)
         write(out, args.out)
 
