@@ -27,7 +27,12 @@ def test_info_prints_config_and_parameter_counts():
 
 @pytest.mark.parametrize(
     "preset,g_millions,d_millions",
-    [("fashion-mnist-cpu", "0.93M", "0.66M"), ("fashion-mnist", "1.24M", "1.07M"), ("cifar10", "4.39M", "1.08M")],
+    [
+        ("fashion-mnist-cpu", "0.93M", "0.66M"),
+        ("fashion-mnist-28", "0.91M", "0.44M"),
+        ("fashion-mnist", "1.24M", "1.07M"),
+        ("cifar10", "4.39M", "1.08M"),
+    ],
 )
 def test_info_prints_the_parameter_counts_the_readme_gives(preset, g_millions, d_millions):
     """`sagan info` counts G's and D's parameters as built from the preset (its data's classes and channels), and
