@@ -7,6 +7,16 @@ from __future__ import annotations
 _CIFAR_MODEL = dict(
     resolution=32, num_classes=10, g_channels=64, d_channels=32, g_attn_resolutions=(16,), d_attn_resolutions=(16,)
 )
+_FASHION_MNIST_CPU_MODEL = dict(
+    arch="dcgan",
+    resolution=32,
+    img_channels=1,
+    num_classes=10,
+    g_channels=32,
+    d_channels=64,
+    g_attn_resolutions=(16,),
+    d_attn_resolutions=(16,),
+)
 MODEL_PRESETS: dict[str, dict] = {
     "demo": dict(
         resolution=32,
@@ -37,28 +47,12 @@ MODEL_PRESETS: dict[str, dict] = {
     ),
     # Fashion-MNIST on a 2-core CPU in 90 minutes: the DCGAN backbone (a tenth of the ResNet's FLOPs at equal
     # width), G 256-128-64-32 channels, D 64-128-256, attention at 16 x 16 in G and D. docs/results.md.
-    "fashion-mnist-cpu": dict(
-        arch="dcgan",
-        resolution=32,
-        img_channels=1,
-        num_classes=10,
-        g_channels=32,
-        d_channels=64,
-        g_attn_resolutions=(16,),
-        d_attn_resolutions=(16,),
-    ),
+    "fashion-mnist-cpu": _FASHION_MNIST_CPU_MODEL,
     # The same at Fashion-MNIST's native 28 x 28, for scores comparable with papers that generate and score 28 px
     # images (no resize anywhere): G starts at 7 x 7, 128-64-32 channels (0.91M), D 64-128-256 down to 7 x 7 (0.44M),
     # attention at 14 x 14 in both.
     "fashion-mnist-28": dict(
-        arch="dcgan",
-        resolution=28,
-        img_channels=1,
-        num_classes=10,
-        g_channels=32,
-        d_channels=64,
-        g_attn_resolutions=(14,),
-        d_attn_resolutions=(14,),
+        _FASHION_MNIST_CPU_MODEL, resolution=28, g_attn_resolutions=(14,), d_attn_resolutions=(14,)
     ),
     # The standard SN-ResNet CIFAR-10 architecture (Miyato et al. 2018; StudioGAN's and mimicry's SAGAN): G 256
     # channels (4.39M parameters), D 128 channels (1.08M), attention at 16 x 16 in both, as StudioGAN places it.
