@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _harness import measure, ratio, run_isolated  # noqa: E402
 from _peers import NaiveAttention, ReferenceAttention  # noqa: E402
 from sagan.layers.attention import SelfAttention2d, fast_path_kernel  # noqa: E402
+from sagan.training.precision import cpu_bf16_kind, cpu_name  # noqa: E402
 
 
 class PerLayerSpectralNorm(SelfAttention2d):
@@ -104,10 +105,11 @@ def main() -> None:
     channels = args.channels or (256 if cuda else 64)
     repeats = args.repeats or (2 if args.quick else (20 if cuda else 3))
 
-    name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name() if cuda else cpu_name()
     print(
         f"# attention fwd+bwd | device {args.device} ({name}) | torch {torch.__version__} | "
         f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()} | "
+        f"{'' if cuda else 'native bf16: ' + (cpu_bf16_kind() or 'none') + ' | '}"
         f"median of {args.rounds} rounds"
     )
     print(
@@ -118,8 +120,8 @@ def main() -> None:
     for size in sizes:
         for batch in batches:
             for dtype in args.dtypes:
-                if not cuda and dtype == "bf16" and size > 32:
-                    continue  # CPU bf16 matmuls of big maps are emulated and slow (the naive one takes minutes)
+                if not cuda and dtype == "bf16" and size > 32 and cpu_bf16_kind() is None:
+                    continue  # without native bf16 (AMX, AVX512-BF16) CPU bf16 matmuls are emulated: minutes a case
                 case = (size, batch, channels, dtype, args.device, repeats)
                 mem = 0.0 if cuda else args.cpu_mem_gib
                 rounds: dict[str, list] = {i: [] for i in args.impls}
