@@ -15,11 +15,12 @@ from PIL import Image
 from sagan.cli import main
 from sagan.data.shapes import ShapesDataset
 from sagan.errors import SaganError
-from sagan.metrics.evaluate import count_tag, parse_metrics
+from sagan.metrics.evaluate import count_tag, main_fid, parse_metrics
 from sagan.metrics.scores import (
     fid_from_features,
     fid_from_statistics,
     fid_statistics,
+    fid_terms,
     inception_score,
     kid_from_features,
     symmetry_error,
@@ -51,6 +52,31 @@ def test_fid_matches_an_independent_scipy_computation():
     assert fid_from_statistics(
         fid_statistics(torch.from_numpy(a)), fid_statistics(torch.from_numpy(b))
     ) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_terms_split_fid_into_the_mean_and_the_covariance_parts():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(500, 8)) @ rng.normal(size=(8, 8))
+    b = rng.normal(loc=0.5, size=(450, 8)) @ rng.normal(size=(8, 8))
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    terms = fid_terms(fid_statistics(torch.from_numpy(a)), fid_statistics(torch.from_numpy(b)))
+    assert terms["mean_term"] == pytest.approx(((a.mean(0) - b.mean(0)) ** 2).sum(), rel=1e-9)
+    assert terms["cov_term"] == pytest.approx(np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real), rel=1e-6)
+    assert terms["fid"] == pytest.approx(terms["mean_term"] + terms["cov_term"], rel=1e-12)
+    # A shifted copy differs only in its mean; a rescaled copy about its mean only in its covariance.
+    shifted = fid_terms(fid_statistics(torch.from_numpy(a)), fid_statistics(torch.from_numpy(a + 0.7)))
+    assert shifted["cov_term"] == pytest.approx(0.0, abs=1e-6) and shifted["mean_term"] == pytest.approx(8 * 0.49)
+    centre = a.mean(0)
+    spread = fid_terms(
+        fid_statistics(torch.from_numpy(a)), fid_statistics(torch.from_numpy(centre + 0.5 * (a - centre)))
+    )
+    assert spread["mean_term"] == pytest.approx(0.0, abs=1e-9) and spread["cov_term"] > 1.0
+
+
+def test_main_fid_finds_the_fid_entry_not_its_terms_or_intra_fid():
+    metrics = {"intra_fid1k": 9.0, "fid1k_mean_term": 1.0, "fid1k_cov_term": 2.0, "fid1k": 3.0, "kid1k": 0.1}
+    assert main_fid(metrics) == ("fid1k", 3.0)
+    assert main_fid({"fid200": 5.0}) == ("fid200", 5.0) and main_fid({"kid1k": 0.1}) is None
 
 
 def test_inception_score_closed_forms():
@@ -107,6 +133,7 @@ def test_evaluate_end_to_end(tmp_path, monkeypatch, inception_torchscript, caplo
     report = json.loads((tmp_path / "m.json").read_text())
     m, protocol = report["metrics"], report["protocol"]
     assert m["fid20"] > 0 and np.isfinite(m["kid20"]) and m["symmetry_real"] == 0.0 and m["symmetry_fake"] > 0
+    assert m["fid20_mean_term"] > 0 and m["fid20_mean_term"] + m["fid20_cov_term"] == pytest.approx(m["fid20"])
     assert protocol["num_fake"] == 20 and protocol["num_real"] == 20 and protocol["data"] == "shapes"
     assert protocol["feature_extractor"].startswith("ts-")
     assert len(list((tmp_path / "cache" / "metrics").iterdir())) == 1  # reference features cached
@@ -332,6 +359,8 @@ def test_evaluate_against_saved_statistics_and_intra_fid_end_to_end(tmp_path, mo
     assert m["intra_fid60"] > 0 and 0 <= m["coverage60"] <= 1 and m["density60"] >= 0
     again = evaluate(G, Protocol("shapes", 32, 3, ("fid",), 60, ref_stats=tmp_path / "ref.npz"), PixelFeatures())
     assert again["metrics"]["fid60"] == pytest.approx(m["fid60"], rel=1e-9)
+    for part in ("fid60_mean_term", "fid60_cov_term"):  # the statistics file gives the same terms as the features
+        assert again["metrics"][part] == pytest.approx(m[part], rel=1e-9, abs=1e-9)
     assert again["protocol"]["fid_reference"].endswith("ref.npz")
 
 

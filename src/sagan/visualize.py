@@ -211,7 +211,7 @@ def plot_evaluations(run_dirs: list[str | Path], out: str | Path, metric: str = 
     name = None
     for run_dir in run_dirs:
         table = eval_table(run_dir)
-        keys = sorted({k for row in table for k in row if k.startswith(metric) and not k.endswith("_std")})
+        keys = sorted({k for row in table for k in row if k.startswith(metric) and not k.endswith(("_std", "_term"))})
         if not keys:
             raise ValueError(f"{run_dir} has no evaluation rows with a {metric} metric")
         name = keys[0]

@@ -186,7 +186,7 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None, grid
     out = {"train_minutes": round(train_minutes(run_dir), 2)}
     if data == "shapes":
         return {**out, **_shape_metrics(G, sym_num, fid_num, inception)}
-    from sagan.metrics.evaluate import Protocol, evaluate
+    from sagan.metrics.evaluate import Protocol, evaluate, main_fid
     from sagan.metrics.sources import generated_batches
 
     shown = torch.cat([x.float() / 127.5 - 1 for _, x in generated_batches(G, sym_num, seed=0)])
@@ -197,7 +197,7 @@ def evaluate_run(run_dir: Path, sym_num: int, fid_num: int, inception=None, grid
         protocol = Protocol(data, mc.resolution, mc.img_channels, ("fid", "kid"), fid_num, real or fid_num, split,
                             root)  # fmt: skip
         result = evaluate(G, protocol, inception)["metrics"]
-        tag = next(k for k in result if k.startswith("fid"))[3:]
+        tag = main_fid(result)[0][3:]
         out[f"fid{fid_num}"], out[f"kid{fid_num}"] = result[f"fid{tag}"], result[f"kid{tag}"]
     return out
 

@@ -6,6 +6,7 @@ cached by (dataset, split, resolution, channels, count, extractor)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,8 @@ from sagan.metrics.inception import Inception, cached_features
 from sagan.metrics.scores import (
     density_coverage,
     fid_from_features,
-    fid_from_statistics,
     fid_statistics,
+    fid_terms,
     inception_score,
     kid_from_features,
     symmetry_error,
@@ -113,7 +114,18 @@ def _reference_features(key: str, real_iter, inception: Inception, total: int, i
 # Names carry their protocol: the sample count (fid10k) and, for precision/recall, the features (Inception
 # pool3, where Kynkaanniemi et al. and stylegan3 use VGG16).
 def _fid(fake: dict, real: dict, tag: str) -> dict:
-    return {f"fid{tag}": fid_from_features(fake["2048"], real["2048"])}
+    return _fid_entries(fid_statistics(fake["2048"]), fid_statistics(real["2048"]), tag)
+
+
+def _fid_entries(fake_stats: dict, real_stats: dict, tag: str) -> dict:
+    """fid{tag} first (the key `main_fid` finds), then its mean and covariance terms (`fid_terms`)."""
+    terms = fid_terms(fake_stats, real_stats)
+    return {f"fid{tag}": terms["fid"], **{f"fid{tag}_{part}": terms[part] for part in ("mean_term", "cov_term")}}
+
+
+def main_fid(metrics: dict) -> tuple[str, float] | None:
+    """The FID entry of a metrics dict (fid10k, fid1k, fid200: not its terms, not intra_fid), or None."""
+    return next(((k, v) for k, v in metrics.items() if re.fullmatch(r"fid\d+k?", k)), None)
 
 
 def _kid(fake: dict, real: dict, tag: str) -> dict:
@@ -235,7 +247,7 @@ def evaluate(
     for name in metrics:
         if name == "fid" and ref_stats:
             reference = read_npz_statistics(ref_stats)
-            out[f"fid{tag}"] = fid_from_statistics(fid_statistics(fake_feats["2048"]), reference)
+            out.update(_fid_entries(fid_statistics(fake_feats["2048"]), reference, tag))
         else:
             out.update(METRIC_FNS[name](fake_feats, real_feats, tag))
     if shapes:

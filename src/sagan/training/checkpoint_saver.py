@@ -32,7 +32,11 @@ class CheckpointSaver:
             raise RuntimeError(f"generator weights differ across ranks at step {step}: {digests}")
         if not dist.is_main:
             return
-        fid = next((v for k, v in (metrics or {}).items() if k.startswith("fid")), None)
+        fid = None
+        if metrics:  # an evaluation ran, so the metrics module is loaded already
+            from sagan.metrics.evaluate import main_fid
+
+            fid = (main_fid(metrics) or (None, None))[1]
         is_best = fid is not None and fid < self.best_fid
         self.best_fid = fid if is_best else self.best_fid
         ckpt = {
