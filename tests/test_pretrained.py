@@ -59,17 +59,18 @@ def test_a_damaged_shipped_file_is_detected(tmp_path, monkeypatch):
         verify_shipped("fashion-mnist")
 
 
-def test_shipped_fashion_mnist_uncond_spreads_over_every_class(fashion_mnist_root):
-    """The unconditional generator takes no labels, yet its samples should cover all ten garments: each of 500
-    samples goes to the class whose mean real test image is nearest (L2), and every class must get at least 2% of
-    them (500 real test images split 5-15% per class this way; a generator collapsed onto a few garments leaves
-    classes empty)."""
-    G = sagan.load_generator("fashion-mnist-uncond")
+@pytest.mark.parametrize(("name", "size"), [("fashion-mnist-uncond", 32), ("fashion-mnist-28-uncond", 28)])
+def test_shipped_unconditional_generators_spread_over_every_class(fashion_mnist_root, name, size):
+    """An unconditional generator takes no labels, yet its samples should cover all ten garments: each of 500
+    samples goes to the class whose mean real test image (at the generator's size) is nearest (L2), and every class
+    must get at least 2% of them (500 real test images split 5-15% per class this way; a generator collapsed onto a
+    few garments leaves classes empty)."""
+    G = sagan.load_generator(name)
     assert G.cfg.num_classes == 0 and G.cfg.img_channels == 1 and G.attention_layers()
-    test = load_dataset("fashion-mnist", 32, 1, str(fashion_mnist_root), train=False)
+    test = load_dataset("fashion-mnist", size, 1, str(fashion_mnist_root), train=False)
     real_means = torch.stack([test.images[test.labels == k].float().mean(0) / 127.5 - 1 for k in range(10)])
     fakes = G.sample(500, seed=0)
-    assert fakes.shape == (500, 1, 32, 32) and torch.isfinite(fakes).all()
+    assert fakes.shape == (500, 1, size, size) and torch.isfinite(fakes).all()
     nearest = torch.cdist(fakes.flatten(1), real_means.flatten(1)).argmin(1)
     counts = torch.bincount(nearest, minlength=10)
     assert (counts >= 10).all(), counts.tolist()
