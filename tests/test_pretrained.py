@@ -21,12 +21,14 @@ def test_shipped_files_match_their_recorded_hash():
         assert verify_shipped(name) == SHIPPED_ROOT / name
 
 
-def test_shipped_fashion_mnist_draws_each_class_recognisably(fashion_mnist_root):
+@pytest.mark.parametrize(("name", "size"), [("fashion-mnist", 32), ("fashion-mnist-28", 28)])
+def test_shipped_conditional_generators_draw_each_class_recognisably(fashion_mnist_root, name, size):
     """For every class k, the mean of 100 samples of class k is nearer (L2) to the mean real test image of class
-    k than to that of any other class: the generator draws what its labels ask for."""
-    G = sagan.load_generator("fashion-mnist")
+    k (at the generator's size) than to that of any other class: the generator draws what its labels ask for."""
+    G = sagan.load_generator(name)
     assert G.cfg.num_classes == 10 and G.cfg.img_channels == 1 and G.attention_layers()
-    test = load_dataset("fashion-mnist", 32, 1, str(fashion_mnist_root), train=False)
+    assert G.cfg.resolution == size
+    test = load_dataset("fashion-mnist", size, 1, str(fashion_mnist_root), train=False)
     real_means = torch.stack([test.images[test.labels == k].float().mean(0) / 127.5 - 1 for k in range(10)])
     for k in range(10):
         fake_mean = G.sample(100, classes=k, seed=k).mean(0)

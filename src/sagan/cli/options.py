@@ -13,8 +13,8 @@ overwrite_option = click.option("--overwrite", is_flag=True, help="Replace --out
 pretrained_option = click.option(
     "--pretrained",
     default=None,
-    help="A generator shipped with sagan (fashion-mnist, fashion-mnist-uncond, fashion-mnist-28-uncond) or a "
-    "pretrained folder, instead of --checkpoint.",
+    help="A generator shipped with sagan (fashion-mnist, fashion-mnist-uncond, fashion-mnist-28, "
+    "fashion-mnist-28-uncond) or a pretrained folder, instead of --checkpoint.",
 )
 
 

@@ -52,7 +52,7 @@ def _load_exported(path: Path):
 def load_generator(path: str | Path, device: str | torch.device = "cpu"):
     """A Generator in eval mode from a checkpoint / run folder (its G_ema), an exported .safetensors file, a
     pretrained folder, or the name of a generator shipped with sagan ("fashion-mnist", "fashion-mnist-uncond",
-    "fashion-mnist-28-uncond").
+    "fashion-mnist-28", "fashion-mnist-28-uncond").
 
     Safetensors files need their config JSON beside them (same name, .json); no pickle is involved.
     """
