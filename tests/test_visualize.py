@@ -89,6 +89,17 @@ def test_plot_command(demo_run, tmp_path):
         assert im.size == (1500, 400)
 
 
+def test_evaluation_curves_leave_out_standard_deviations_and_fid_terms():
+    from sagan.visualize import _eval_curves
+
+    rows = [
+        {"step": 2, "eval/fid1k": 9.0, "eval/fid1k_mean_term": 2.0, "eval/fid1k_cov_term": 7.0, "eval/kid1k": 0.1,
+         "eval/kid1k_std": 0.01, "loss_d": 1.0},
+        {"step": 4, "eval/fid1k": 8.0, "eval/kid1k": 0.09},
+    ]  # fmt: skip
+    assert _eval_curves(rows) == {"fid1k": [(2, 9.0), (4, 8.0)], "kid1k": [(2, 0.1), (4, 0.09)]}
+
+
 def test_plot_replaces_its_own_training_png_and_no_other(tmp_path):
     """`sagan plot RUN` writes RUN/training.png and replaces it on the next call, but a training.png it did not
     make is kept (one-line error) unless --overwrite is given."""

@@ -173,12 +173,17 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None, overwrite:
     return save_png(fig, out, overwrite)
 
 
+# Evaluation entries that qualify another (kid1k_std, fid1k_mean_term): in the JSON and metrics.jsonl, not in plots.
+_QUALIFIERS = ("_std", "_mean_term", "_cov_term")
+
+
 def _eval_curves(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """{metric: [(step, value), ...]} of the evaluation rows ("eval/fid1k", ...), standard deviations left out."""
+    """{metric: [(step, value), ...]} of the evaluation rows ("eval/fid1k", ...), standard deviations and FID's
+    terms left out."""
     curves: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
         for k, v in r.items():
-            if k.startswith("eval/") and not k.endswith("_std") and isinstance(v, int | float):
+            if k.startswith("eval/") and not k.endswith(_QUALIFIERS) and isinstance(v, int | float):
                 curves.setdefault(k.split("/", 1)[1], []).append((r["step"], float(v)))
     return curves
 
@@ -211,7 +216,7 @@ def plot_evaluations(run_dirs: list[str | Path], out: str | Path, metric: str = 
     name = None
     for run_dir in run_dirs:
         table = eval_table(run_dir)
-        keys = sorted({k for row in table for k in row if k.startswith(metric) and not k.endswith(("_std", "_term"))})
+        keys = sorted({k for row in table for k in row if k.startswith(metric) and not k.endswith(_QUALIFIERS)})
         if not keys:
             raise ValueError(f"{run_dir} has no evaluation rows with a {metric} metric")
         name = keys[0]

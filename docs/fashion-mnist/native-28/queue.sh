@@ -3,7 +3,8 @@
 # attention at 14 x 14), trained on the native 28 x 28 images (no resize), the shipped recipe's 14,000 steps with
 # bf16 training (`--amp auto`), scored by FID10k / KID10k at 28 x 28 against the 10,000 native test images with the
 # fp32 Inception pass (Inception's own resize to 299 only). One run at a time, code frozen at the commit checked
-# out in /tmp/w/frozen (src/ identical to main's when started).
+# out in /tmp/w/frozen (src/ identical to main's when started; moved to 15db539, which adds FID's terms, while the
+# first run trained, so the second run and both evaluations ran 15db539).
 cd /work/main; . .venv/bin/activate
 export PYTHONPATH=/tmp/w/frozen/src
 export SAGAN_SHARED_DATA=$HOME/.cache/sagan-shared-data

@@ -36,8 +36,8 @@ SHIPPED: dict[str, str] = {
     # The fashion-mnist-28 preset (28 x 28 images, no resize), EMA generator and D at step 14,000 (35.7 training
     # minutes on 2 CPU cores in bf16, FID10k 9.99 at 28 px against the native test images).
     "fashion-mnist-28": "dfd5058da2b6f84bf4c2082ce77d0166778c97f325166698516fb7565a9458a6",
-    # The same preset trained unconditionally, EMA generator and D at step
-    # 14,000 (41.5 training minutes on 2 CPU cores in bf16, FID10k 13.15 at 28 px against the native test images).
+    # The same preset trained unconditionally, EMA generator and D at step 14,000 (41.5 training minutes on 2 CPU
+    # cores in bf16, FID10k 13.15 at 28 px against the native test images).
     "fashion-mnist-28-uncond": "5cbf46b381f51e20adb82245250797e8ca6d91e41664f485cd0e35b5e4883870",
 }
 

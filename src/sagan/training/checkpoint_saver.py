@@ -36,7 +36,8 @@ class CheckpointSaver:
         if metrics:  # an evaluation ran, so the metrics module is loaded already
             from sagan.metrics.evaluate import main_fid
 
-            fid = (main_fid(metrics) or (None, None))[1]
+            found = main_fid(metrics)
+            fid = found[1] if found else None
         is_best = fid is not None and fid < self.best_fid
         self.best_fid = fid if is_best else self.best_fid
         ckpt = {
