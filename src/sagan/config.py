@@ -66,7 +66,8 @@ class ModelConfig:
     """Architecture of G and D.
 
     `resolution` is s * 2**k with a start size s of 4 to 7 and k >= 1: a power of two >= 8 (s = 4), or e.g. 28
-    (s = 7, MNIST's native size). G starts at s x s.
+    (s = 7, MNIST's native size). G starts at s x s, or at `g_start` x `g_start` where that is set (resolution =
+    g_start * 2**k, k >= 1: e.g. 8 at 32 px, three G stages 8-16-32 as the 28 px G's 7-14-28).
     Channel counts are `g_channels * g_channel_mult[i]` (G stage at feature resolution s * 2**i) and
     `d_channels * d_channel_mult[i]` (D block i). Empty multiplier tuples take the default for `resolution`.
     Attention is inserted after the G stage / D block whose output has a listed feature resolution.
@@ -76,6 +77,7 @@ class ModelConfig:
 
     arch: str = "resnet"
     resolution: int = 32
+    g_start: int = 0  # G's first feature map's size; 0: resolution's own start size s (4, or 7 at 28 px)
     img_channels: int = 3
     num_classes: int = 0  # 0: unconditional
     z_dim: int = 128
@@ -107,6 +109,13 @@ class ModelConfig:
             raise ValueError(
                 f"resolution must be s * 2**k with s in 4..7 and k >= 1 (a power of two >= 8, or e.g. 28), got {r}"
             )
+        if self.g_start and (
+            self.g_start < 1
+            or r % self.g_start
+            or (r // self.g_start) & (r // self.g_start - 1)
+            or r // self.g_start < 2
+        ):
+            raise ValueError(f"g_start must divide resolution {r} by a power of two >= 2, got {self.g_start}")
         if self.img_channels not in (1, 3):
             raise ValueError(f"img_channels must be 1 or 3, got {self.img_channels}")
         if self.num_classes < 0 or self.z_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
@@ -126,7 +135,8 @@ class ModelConfig:
             if not getattr(self, name):
                 if r not in table:
                     raise ValueError(f"no default {name} for {r} px (have {sorted(table)}); give it explicitly")
-                setattr(self, name, table[r])
+                # G's table has one entry per stage from s; a later start drops the first ones.
+                setattr(self, name, table[r][-num_stages:] if name == "g_channel_mult" else table[r])
         self.g_channel_mult = tuple(int(m) for m in self.g_channel_mult)
         self.d_channel_mult = tuple(int(m) for m in self.d_channel_mult)
         self.d_downsample = tuple(bool(d) for d in self.d_downsample)
@@ -158,8 +168,9 @@ class ModelConfig:
 
     @property
     def start_resolution(self) -> int:
-        """G's first feature map's size s (4 to 7), resolution = s * 2**k: 4 for powers of two, 7 at 28 px."""
-        return self.resolution >> (self.resolution.bit_length() - 3)
+        """G's first feature map's size: `g_start` where set, else s (4 to 7, resolution = s * 2**k): 4 for powers
+        of two, 7 at 28 px."""
+        return self.g_start or self.resolution >> (self.resolution.bit_length() - 3)
 
     def g_feature_resolutions(self) -> list[int]:
         """Output resolution of each G stage: s, 2s, ..., resolution (4, 8, ... for powers of two)."""
