@@ -297,6 +297,32 @@ def test_28_px_models_start_at_7_and_keep_their_attention(arch):
     assert maps == [(14, 14), (14, 14)]
 
 
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+def test_g_start_makes_g_start_later_with_the_last_default_multipliers(arch):
+    """g_start=8 at 32 px: G's stages are 8, 16, 32 (linear -> 8 x 8, two up-samplings), its default channel
+    multipliers the last three of the 32 px table; D is the 32 px D; a start that does not reach the resolution by
+    doublings is refused."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, num_classes=3, img_channels=1, z_dim=8, g_channels=8, d_channels=8, g_start=8,
+                      g_attn_resolutions=(16,), d_attn_resolutions=(16,))  # fmt: skip
+    plain = ModelConfig(arch=arch, num_classes=3, img_channels=1, z_dim=8, g_channels=8, d_channels=8,
+                        g_attn_resolutions=(16,), d_attn_resolutions=(16,))  # fmt: skip
+    assert cfg.start_resolution == 8 and cfg.g_feature_resolutions() == [8, 16, 32]
+    assert (
+        cfg.g_channel_mult == plain.g_channel_mult[1:] and cfg.d_feature_resolutions() == plain.d_feature_resolutions()
+    )
+    G = Generator(cfg)
+    assert G.linear.out_features == 8 * cfg.g_channel_mult[0] * 8 * 8
+    shapes = []
+    G.blocks[0].register_forward_hook(lambda m, i, o: shapes.append(i[0].shape[-2:]))
+    y = torch.tensor([0, 1, 2])
+    x = G(torch.randn(3, 8), y)
+    assert shapes == [(8, 8)] and x.shape == (3, 1, 32, 32) and Discriminator(cfg)(x, y).shape == (3,)
+    for bad in (3, 32, 64, -8):
+        with pytest.raises(ValueError, match="g_start must divide resolution 32"):
+            ModelConfig(arch=arch, g_start=bad)
+
+
 def test_unconditional_bn_is_affine_bn():
     cbn = ConditionalBatchNorm2d(6)
     assert cbn.bn.affine and cbn.embeddings() == []
