@@ -5,7 +5,8 @@ and two reference formulations written here from the formula:
   pooling and convs as the variant) with the map materialised by bmm + softmax in the usual orientation;
 - `naive`: the common public implementation (heykeetae): full N x N map, value of width C, no pooling.
 Both are in benchmarks/_peers.py. `fast-official-per-layer-sn` is our fast path with the spectral norms of query,
-key and value computed one layer at a time (as before `stacked_spectral_norm`), for a before/after in one run.
+key and value computed one layer at a time (as before `stacked_spectral_norm`), for a before/after in one run;
+`dense-official` is our fast path with the materialised route forced at every size (for the routing threshold).
 
     python benchmarks/attention.py --quick            # CPU, maps 8..64, a few minutes on 2 cores
     python benchmarks/attention.py --device cuda      # full grid on a GPU
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _harness import measure, ratio, run_isolated  # noqa: E402
 from _peers import NaiveAttention, ReferenceAttention  # noqa: E402
-from sagan.layers.attention import SelfAttention2d, fast_path_kernel  # noqa: E402
+from sagan.layers.attention import SelfAttention2d, explicit_attention, fast_path_kernel  # noqa: E402
 from sagan.training.precision import cpu_bf16_kind, cpu_name  # noqa: E402
 
 
@@ -44,9 +45,19 @@ class PerLayerSpectralNorm(SelfAttention2d):
         return q.flatten(2), kv[:, :d].flatten(2), kv[:, d:].flatten(2)
 
 
+class DenseRoute(SelfAttention2d):
+    """Our block with the fast path's materialised route forced at every size (`explicit_attention` without
+    lifting bf16 to float32, as `fast_attention` runs it for small maps): for choosing the routing threshold."""
+
+    def forward(self, x, return_attn=False):
+        q, k, v = self.qkv(x)
+        return self.residual(x, explicit_attention(q, k, v, lift=False)[0])
+
+
 IMPLS = {
     "fast-official": lambda c: SelfAttention2d(c, "official"),
     "fast-official-per-layer-sn": lambda c: PerLayerSpectralNorm(c, "official"),
+    "dense-official": lambda c: DenseRoute(c, "official"),
     "explicit-official": lambda c: SelfAttention2d(c, "official"),
     "reference-official": lambda c: ReferenceAttention(c, "official"),
     "fast-paper": lambda c: SelfAttention2d(c, "paper"),

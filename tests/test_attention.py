@@ -87,7 +87,8 @@ def fast_route(request, monkeypatch):
     """Force the fast path's route on CPU: the materialised map, or SDPA's fused kernel (threshold 0)."""
     import sagan.layers.attention as attention
 
-    monkeypatch.setattr(attention, "CPU_DENSE_MAP_BYTES", 2**62 if request.param == "dense" else 0)
+    for name in ("CPU_DENSE_MAP_BYTES", "CPU_DENSE_MAP_BYTES_BF16"):
+        monkeypatch.setattr(attention, name, 2**62 if request.param == "dense" else 0)
     return request.param
 
 
@@ -239,17 +240,21 @@ def test_fast_path_kernel_report(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "d,e,N,M,B,route",
+    "d,e,N,M,B,dtype,route",
     [
-        (32, 128, 1024, 256, 8, "dense"),  # C = 256, official, 32 x 32, batch 8: an 8 MiB map
-        (8, 32, 4096, 1024, 1, "sdpa"),  # C = 64, official, 64 x 64: 16 MiB
-        (8, 8, 256, 256, 1, "dense"),  # tiny
+        (32, 128, 1024, 256, 8, torch.float32, "dense"),  # C = 256, official, 32 x 32, batch 8: an 8 MiB map
+        (8, 32, 4096, 1024, 1, torch.float32, "sdpa"),  # C = 64, official, 64 x 64: 16 MiB
+        (8, 8, 256, 256, 1, torch.float32, "dense"),  # tiny
+        (32, 128, 4096, 1024, 8, torch.float32, "sdpa"),  # C = 256, 64 x 64, batch 8: 128 MiB in float32
+        (32, 128, 4096, 1024, 8, torch.bfloat16, "dense"),  # the same map in bf16: 64 MiB
+        (32, 128, 4096, 1024, 9, torch.bfloat16, "sdpa"),  # 72 MiB in bf16
+        (32, 128, 16384, 4096, 8, torch.bfloat16, "sdpa"),  # 128 x 128, batch 8: 1 GiB in bf16
     ],
 )
-def test_cpu_route_follows_map_size(d, e, N, M, B, route):
+def test_cpu_route_follows_map_size(d, e, N, M, B, dtype, route):
     from sagan.layers.attention import _dense_on_cpu
 
-    q, k, v = torch.empty(B, d, N), torch.empty(B, d, M), torch.empty(B, e, M)
+    q, k, v = (torch.empty(B, w, n, dtype=dtype) for w, n in ((d, N), (d, M), (e, M)))
     assert _dense_on_cpu(q, k, v) == (route == "dense")
 
 

@@ -227,19 +227,30 @@ class DenseAttention(torch.autograd.Function):
 # up to 64 wide, but 1.15-1.3x for the official variant at C = 256 (its value, hence its padded head, is 128
 # wide) below 8 MiB. Above 8 MiB it is never more than 1.06x slower, and it saves the map's memory.
 CPU_DENSE_MAP_BYTES = 8 * 2**20
+# bf16 maps (bytes at 2 per entry) up to this size are materialised too: at 64 x 64, C = 256, batch 8 (a 64 MiB
+# bf16 map) the materialised route took 360 ms fwd+bwd against the fused kernel's 467 and the peers' bmm + softmax
+# 447 (2 AMD EPYC cores with AVX512-BF16, benchmarks/attention.py, docs/benchmarks.md); at 128 x 128 (1 GiB) the
+# fused kernel stays: 0.78x the peers' time and a tenth of their memory.
+CPU_DENSE_MAP_BYTES_BF16 = 64 * 2**20
 
 
 def _dense_on_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    """True where `fast_attention` materialises the map: on CPU, for maps of at most CPU_DENSE_MAP_BYTES."""
-    return q.device.type == "cpu" and q.shape[0] * q.shape[-1] * k.shape[-1] * 4 <= CPU_DENSE_MAP_BYTES
+    """True where `fast_attention` materialises the map: on CPU, for maps of at most CPU_DENSE_MAP_BYTES (at 4
+    bytes per entry), or CPU_DENSE_MAP_BYTES_BF16 for bf16 inputs (at 2 bytes per entry)."""
+    entries = q.shape[0] * q.shape[-1] * k.shape[-1]
+    if q.device.type != "cpu":
+        return False
+    if q.dtype == torch.bfloat16:
+        return entries * 2 <= CPU_DENSE_MAP_BYTES_BF16
+    return entries * 4 <= CPU_DENSE_MAP_BYTES
 
 
 def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Attention without returning the map; shapes as in explicit_attention.
 
-    CPU: maps up to CPU_DENSE_MAP_BYTES materialised (explicit_attention), larger ones through SDPA on zero-padded
-    inputs (`layout="pad"`). GPU and others: SDPA with the value split into heads of the query width
-    (`layout="split"`).
+    CPU: maps up to CPU_DENSE_MAP_BYTES (CPU_DENSE_MAP_BYTES_BF16 in bf16) materialised (explicit_attention),
+    larger ones through SDPA on zero-padded inputs (`layout="pad"`). GPU and others: SDPA with the value split into
+    heads of the query width (`layout="split"`).
     """
     if _dense_on_cpu(q, k, v):
         return explicit_attention(q, k, v, lift=False)[0]
