@@ -1,15 +1,18 @@
-"""The 28 px models' table (issue 40 item 4) from the run folders beside this file.
+"""The 28 px models' table (issue 40 item 4) from the run folders beside this file, or of another folder of runs
+scored the same way (e.g. docs/fashion-mnist/g8-32, whose FID10k is at 32 px).
 
-    python docs/fashion-mnist/native-28/table.py
+    python docs/fashion-mnist/native-28/table.py [FOLDER]
 
-One row per run: FID10k at 28 px against the native test images (fp32 Inception) with its mean and covariance
-terms, KID10k, D's hinge loss and real-fake gap over steps 10,000-14,000 (as round four's table), training minutes.
+One row per run: FID10k against the test images (fp32 Inception; at the runs' resolution) with its mean and
+covariance terms, KID10k, D's hinge loss and real-fake gap over the last 4,000 steps (as round four's table),
+training minutes.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -20,10 +23,11 @@ def mean_since(rows: list[dict], key: str, since: int) -> float:
 
 
 def main() -> None:
-    print("| run | FID10k (test, 28 px) | mean term | covariance term | KID10k | loss_D, 10k-14k", end=" ")
-    print("| D(real) - D(fake), 10k-14k | train min |")
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
+    print("| run | FID10k (test) | mean term | covariance term | KID10k | loss_D, last 4k steps", end=" ")
+    print("| D(real) - D(fake), last 4k steps | train min |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for d in sorted(p for p in HERE.iterdir() if (p / "fid10k-test.json").exists()):
+    for d in sorted(p for p in folder.iterdir() if (p / "fid10k-test.json").exists()):
         m = json.loads((d / "fid10k-test.json").read_text())["metrics"]
         rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
         rows = [r for r in rows if "loss_d" in r]
