@@ -10,6 +10,7 @@ key and value computed one layer at a time (as before `stacked_spectral_norm`), 
 
     python benchmarks/attention.py --quick            # CPU, maps 8..64, a few minutes on 2 cores
     python benchmarks/attention.py --device cuda      # full grid on a GPU
+    python benchmarks/attention.py --sizes 8 --batches 8 --channels 256 --profile 20   # where each block's time goes
 
 Each case runs in a forked child process (benchmarks/_harness.py): an out-of-memory is reported as OOM, a case
 over --max-seconds as such, and one case's memory peak does not hide another's. Cases run in --rounds rounds,
@@ -67,7 +68,8 @@ IMPLS = {
 }
 
 
-def _case(impl, size, batch, channels, dtype, device, repeats):
+def _setup(impl, size, batch, channels, dtype, device):
+    """The block, its input and one fwd+bwd step of the case; the fast path's kernel ("-" for other paths)."""
     torch.manual_seed(0)
     dev = torch.device(device)
     module = IMPLS[impl](channels).to(dev)
@@ -85,7 +87,28 @@ def _case(impl, size, batch, channels, dtype, device, repeats):
             y = module(x, return_attn=True)[0] if explicit else module(x)
         y.float().sum().backward()
 
-    return (*measure(step, dev, repeats), kernel)
+    return step, kernel
+
+
+def _case(impl, size, batch, channels, dtype, device, repeats):
+    step, kernel = _setup(impl, size, batch, channels, dtype, device)
+    return (*measure(step, torch.device(device), repeats), kernel)
+
+
+def _profile(impl, size, batch, channels, dtype, device, steps, rows=12):
+    """torch.profiler's ops of `steps` fwd+bwd steps after 3 warm-up steps, by self CPU time, in this process."""
+    step, _ = _setup(impl, size, batch, channels, dtype, device)
+    for _ in range(3):
+        step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) / steps / 1e3
+    print(f"\n{size}x{size} batch {batch} {dtype} {impl}: {total:.2f} ms self CPU time per step ({steps} steps)")
+    print("| op | calls per step | self ms per step |\n| --- | --- | --- |")
+    for e in events[:rows]:
+        print(f"| {e.key} | {e.count / steps:g} | {e.self_cpu_time_total / steps / 1e3:.3f} |")
 
 
 def _combine(rounds: list[tuple]) -> tuple:
@@ -109,6 +132,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="rounds over all implementations; times are medians")
     ap.add_argument("--cpu-mem-gib", type=float, default=12.0, help="memory cap of each CPU case")
     ap.add_argument("--max-seconds", type=float, default=150.0, help="time limit of each case (warm-up + repeats)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="instead of timing: torch.profiler's largest ops over STEPS steps of each case")  # fmt: skip
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     sizes = args.sizes or ([8, 16, 32, 64] if args.quick else [8, 16, 32, 64, 128])
@@ -117,6 +142,14 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else (20 if cuda else 3))
 
     name = torch.cuda.get_device_name() if cuda else cpu_name()
+    if args.profile:
+        print(f"# attention fwd+bwd profile | device {args.device} ({name}) | torch {torch.__version__} | C={channels}")
+        for size in sizes:
+            for batch in batches:
+                for dtype in args.dtypes:
+                    for impl in args.impls:
+                        _profile(impl, size, batch, channels, dtype, args.device, args.profile)
+        return
     print(
         f"# attention fwd+bwd | device {args.device} ({name}) | torch {torch.__version__} | "
         f"python {platform.python_version()} | C={channels} | threads {torch.get_num_threads()} | "
