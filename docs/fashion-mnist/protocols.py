@@ -15,6 +15,9 @@ The generated images' Inception features are computed once (10,000 class-balance
 - floor28: 10,000 train images against the test images, both native 28 x 28: the floor under the 28 px protocol,
 - floor_roundtrip28: 10,000 train images resized 28 -> 32 -> 28 (PIL bilinear both ways) against the native test
   images: what resizing alone costs a perfect 32 px generator under the 28 px protocol,
+- up32: a 28 px generator's images resized 28 -> 32 by the transform that makes the 32 px training and test
+  images (`sagan.data.datasets._pil_transform`) against the test images at 32 px: a 28 px model scored by the
+  32 px protocol,
 in that order (`--parts`, default the first three; each real set costs as much Inception time as the fakes, 14-28
 minutes per 10,000 images on 2 CPU cores; `--parts floor` alone generates nothing). OUT.json is rewritten
 after each part, so an interrupted call keeps what it finished. Real features are cached as `sagan evaluate`
@@ -35,8 +38,8 @@ from sagan.metrics.inception import Inception
 from sagan.metrics.sources import generated_batches, real_batches
 from sagan.model_files.loading import load_generator
 
-PARTS = ("test32", "test28", "floor", "roundtrip28", "floor28", "floor_roundtrip28")
-FAKE_PARTS = {"test32", "test28", "roundtrip28"}
+PARTS = ("test32", "test28", "floor", "roundtrip28", "floor28", "floor_roundtrip28", "up32")
+FAKE_PARTS = {"test32", "test28", "roundtrip28", "up32"}
 
 
 def reference(inception, split: str, resolution: int, n: int) -> dict:
@@ -52,6 +55,19 @@ def to_28px(batches):
 
     for b, x in batches:
         ims = [Image.fromarray(im[0].numpy()).resize((28, 28), Image.BILINEAR) for im in x]  # 1 channel
+        yield b, torch.from_numpy(np.stack([np.asarray(im) for im in ims]))[:, None]
+
+
+def to_32px(batches):
+    """(index, uint8 (B, 1, 28, 28)) batches -> the same images resized to 32 x 32 as the data pipeline resizes."""
+    import numpy as np
+    from PIL import Image
+
+    from sagan.data.datasets import _pil_transform
+
+    resize = _pil_transform(32, 1)
+    for b, x in batches:
+        ims = [resize(Image.fromarray(im[0].numpy())) for im in x]
         yield b, torch.from_numpy(np.stack([np.asarray(im) for im in ims]))[:, None]
 
 
@@ -71,15 +87,16 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--parts", default="test32,test28,floor", help=f"comma-separated, some of: {', '.join(PARTS)}")
     ap.add_argument("--num", type=int, default=10_000, help="generated and real images (10,000: the protocol)")
+    ap.add_argument("--inception-precision", default="fp32", choices=["fp32", "bf16"])
     args = ap.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:
         ap.error(f"--parts takes some of {', '.join(PARTS)}, got {args.parts!r}")
     t0 = time.time()
-    inception = Inception("", torch.device("cpu"))
+    inception = Inception("", torch.device("cpu"), precision=args.inception_precision)
     n, tag = args.num, count_tag(args.num)
-    fake = fake28 = None
+    fake = fake28 = fake32 = None
     if FAKE_PARTS & set(parts):  # the floors need no generated images
         G = load_generator(args.checkpoint)
         if {"test32", "test28"} & set(parts):
@@ -87,7 +104,15 @@ def main() -> None:
         if "roundtrip28" in parts:
             batches = to_28px(generated_batches(G, n, 50, seed=0))
             fake28, _ = _collect(batches, inception, n, "generated images 32 -> 28", False)
-    out = {"checkpoint": args.checkpoint, "num_fake": n if fake or fake28 else 0, "feature_extractor": inception.id}
+        if "up32" in parts:
+            batches = to_32px(generated_batches(G, n, 50, seed=0))
+            fake32, _ = _collect(batches, inception, n, "generated images 28 -> 32", False)
+    out = {
+        "checkpoint": args.checkpoint,
+        "num_fake": n if fake or fake28 or fake32 else 0,
+        "feature_extractor": inception.id,
+        "inception_precision": inception.precision,
+    }
     for part in PARTS:
         if part not in parts:
             continue
@@ -100,6 +125,8 @@ def main() -> None:
             out["floor_train_vs_test_32px"] = scores(train32, reference(inception, "test", 32, n), tag)
         elif part == "roundtrip28":
             out["roundtrip_32_to_28px_vs_native_test"] = scores(fake28, reference(inception, "test", 28, n), tag)
+        elif part == "up32":
+            out["up_28_to_32px_vs_test_32px"] = scores(fake32, reference(inception, "test", 32, n), tag)
         elif part == "floor28":
             train28 = reference(inception, "train", 28, n)
             out["floor_native_28px"] = scores(train28, reference(inception, "test", 28, n), tag)
