@@ -364,6 +364,45 @@ def test_evaluate_against_saved_statistics_and_intra_fid_end_to_end(tmp_path, mo
     assert again["protocol"]["fid_reference"].endswith("ref.npz")
 
 
+def test_a_generator_of_another_size_is_scored_on_images_resized_as_the_real_ones(tmp_path, monkeypatch):
+    """A 28 px generator evaluated at 32 px: Inception sees its images resized 28 -> 32 by the real images'
+    transform (PIL bilinear, as the 32 px data is made), not 28 px images beside 32 px ones, and the JSON says so;
+    at its own size nothing is resized."""
+    from PIL import Image
+
+    from sagan.config import ModelConfig
+    from sagan.metrics.evaluate import Protocol, evaluate
+    from sagan.metrics.sources import generated_batches
+    from sagan.models import Generator
+    from tests.distributed_worker import PixelFeatures
+
+    class Recording(PixelFeatures):
+        seen: list = []
+
+        def features(self, batches):
+            batches = list(batches)
+            self.seen.extend(batches)  # the generated images first, then the real ones
+            return super().features(batches)
+
+    monkeypatch.setenv("SAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    cfg = ModelConfig(resolution=28, num_classes=4, z_dim=8, g_channels=4, d_channels=4,
+                      g_attn_resolutions=(14,), d_attn_resolutions=(14,), attn_variant="paper")  # fmt: skip
+    G = Generator(cfg).eval()
+    features = Recording()
+    out = evaluate(G, Protocol("shapes", 32, 3, ("fid",), 20, batch_size=10), features)
+    fakes = torch.cat(features.seen)[:20]
+    native = torch.cat([x for _, x in generated_batches(G, 20, 10)])
+    assert native.shape == (20, 3, 28, 28) and fakes.shape == (20, 3, 32, 32)
+    for got, im in zip(fakes, native, strict=True):
+        pil = Image.fromarray(im.permute(1, 2, 0).numpy()).resize((32, 32), Image.BILINEAR)
+        assert torch.equal(got, torch.from_numpy(np.array(pil)).permute(2, 0, 1))
+    assert out["protocol"]["fake_resized"].startswith("28 -> 32 px")
+    features.seen.clear()
+    same = evaluate(G, Protocol("shapes", 28, 3, ("fid",), 20, batch_size=10), features)
+    assert torch.equal(torch.cat(features.seen)[:20], native) and "fake_resized" not in same["protocol"]
+
+
 def test_an_evaluation_outside_a_terminal_logs_its_progress(monkeypatch, caplog):
     """Where stderr is no terminal (nohup, a log file) tqdm draws nothing, so a half-hour evaluation would be
     silent: it logs how far it is instead, every PROGRESS_EVERY_S seconds."""

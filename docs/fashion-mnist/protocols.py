@@ -16,8 +16,8 @@ The generated images' Inception features are computed once (10,000 class-balance
 - floor_roundtrip28: 10,000 train images resized 28 -> 32 -> 28 (PIL bilinear both ways) against the native test
   images: what resizing alone costs a perfect 32 px generator under the 28 px protocol,
 - up32: a 28 px generator's images resized 28 -> 32 by the transform that makes the 32 px training and test
-  images (`sagan.data.datasets._pil_transform`) against the test images at 32 px: a 28 px model scored by the
-  32 px protocol,
+  images (`sagan.metrics.sources.resized_batches`, as `sagan evaluate --resolution 32` scores a 28 px generator)
+  against the test images at 32 px: a 28 px model scored by the 32 px protocol,
 in that order (`--parts`, default the first three; each real set costs as much Inception time as the fakes, 14-28
 minutes per 10,000 images on 2 CPU cores; `--parts floor` alone generates nothing). OUT.json is rewritten
 after each part, so an interrupted call keeps what it finished. Real features are cached as `sagan evaluate`
@@ -35,7 +35,7 @@ import torch
 from sagan.distributed import DistInfo
 from sagan.metrics.evaluate import METRIC_FNS, _collect, _reference_features, count_tag, reference_key
 from sagan.metrics.inception import Inception
-from sagan.metrics.sources import generated_batches, real_batches
+from sagan.metrics.sources import generated_batches, real_batches, resized_batches
 from sagan.model_files.loading import load_generator
 
 PARTS = ("test32", "test28", "floor", "roundtrip28", "floor28", "floor_roundtrip28", "up32")
@@ -55,19 +55,6 @@ def to_28px(batches):
 
     for b, x in batches:
         ims = [Image.fromarray(im[0].numpy()).resize((28, 28), Image.BILINEAR) for im in x]  # 1 channel
-        yield b, torch.from_numpy(np.stack([np.asarray(im) for im in ims]))[:, None]
-
-
-def to_32px(batches):
-    """(index, uint8 (B, 1, 28, 28)) batches -> the same images resized to 32 x 32 as the data pipeline resizes."""
-    import numpy as np
-    from PIL import Image
-
-    from sagan.data.datasets import _pil_transform
-
-    resize = _pil_transform(32, 1)
-    for b, x in batches:
-        ims = [resize(Image.fromarray(im[0].numpy())) for im in x]
         yield b, torch.from_numpy(np.stack([np.asarray(im) for im in ims]))[:, None]
 
 
@@ -105,7 +92,7 @@ def main() -> None:
             batches = to_28px(generated_batches(G, n, 50, seed=0))
             fake28, _ = _collect(batches, inception, n, "generated images 32 -> 28", False)
         if "up32" in parts:
-            batches = to_32px(generated_batches(G, n, 50, seed=0))
+            batches = resized_batches(generated_batches(G, n, 50, seed=0), 32, 1)
             fake32, _ = _collect(batches, inception, n, "generated images 28 -> 32", False)
     out = {
         "checkpoint": args.checkpoint,

@@ -46,7 +46,8 @@ from sagan.errors import SaganError
     "--resolution",
     type=click.IntRange(min=1),
     default=None,
-    help="Real-image resolution.  [default: the model's, or with --fake the images']",
+    help="Real-image resolution; a generator of another size has its images resized to it as the real images are "
+    "(e.g. a 28 px model at the 32 px protocol).  [default: the model's, or with --fake the images']",
 )
 @click.option("--seed", type=SEED, default=0, help="Seed of the noise and of the real subset.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")

@@ -125,7 +125,7 @@ def _to_gray(im: Image.Image) -> Image.Image:
     return to_8bit(im, 1)
 
 
-def _pil_transform(resolution: int, channels: int):
+def pil_transform(resolution: int, channels: int):
     """PIL image -> 8-bit PIL image of `channels` channels, resized (shorter side) and centre-cropped."""
     from torchvision import transforms as T
 
@@ -137,7 +137,7 @@ def _transform(resolution: int, channels: int):
     """PIL image -> (channels, resolution, resolution) in [-1, 1]; grayscale is repeated to RGB if asked."""
     from torchvision import transforms as T
 
-    steps = [_pil_transform(resolution, channels), T.ToTensor()]
+    steps = [pil_transform(resolution, channels), T.ToTensor()]
     return T.Compose([*steps, T.Normalize([0.5] * channels, [0.5] * channels)])
 
 
@@ -236,7 +236,7 @@ def _torchvision_tensors(name: str, root: str, resolution: int, train: bool, dow
             f"files there that torchvision cannot read (e.g. processed/*.pt) must be removed or replaced"
         ) from None
     channels = TORCHVISION[name][2]
-    transform = _pil_transform(resolution, channels)
+    transform = pil_transform(resolution, channels)
     images = np.empty((len(ds), resolution, resolution, channels), dtype=np.uint8)
     labels = np.empty(len(ds), dtype=np.int64)
     split = "train" if train else "test"

@@ -31,6 +31,7 @@ from sagan.metrics.sources import (
     read_npz_statistics,
     real_batches,
     real_labels,
+    resized_batches,
     write_npz_statistics,
 )
 
@@ -216,9 +217,12 @@ def evaluate(
     shard = (info.rank, info.world_size)
     inception = inception or Inception(with_logits="is" in metrics)
     shapes = data == "shapes"
+    resized_from = None
     if isinstance(fake, torch.nn.Module):
         fake_iter, n_fake = generated_batches(fake, num, batch_size, seed, shard), num
         source = "generator (EMA if kept), class-balanced" if fake.cfg.num_classes else "generator (EMA if kept)"
+        if fake.cfg.resolution != resolution:  # scored as the real images are made, not at mismatched sizes
+            fake_iter, resized_from = resized_batches(fake_iter, resolution, channels), fake.cfg.resolution
     else:
         fake_iter, n_fake = folder_batches(fake, batch_size, shard)
         source = f"folder {fake}"
@@ -265,6 +269,8 @@ def evaluate(
         "seed": seed,
         "processes": info.world_size,
     }
+    if resized_from:
+        protocol["fake_resized"] = f"{resized_from} -> {resolution} px by the real images' transform"
     if ref_stats:
         protocol["fid_reference"] = f"statistics file {ref_stats}"
     if "kid" in metrics:  # with fewer than 1000 images every subset is the whole set, so the std is 0

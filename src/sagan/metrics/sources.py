@@ -90,6 +90,25 @@ def generated_batches(
             yield b, to_uint8(G(z.to(device), y).float().cpu())
 
 
+def resized_batches(
+    batches: Iterator[tuple[int, torch.Tensor]], resolution: int, channels: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(batch index, uint8 (B, C, H, W)) batches resized to `resolution` by the transform that prepares the real
+    images (`sagan.data.datasets.pil_transform`: PIL resize of the shorter side, centre crop), so that a generator
+    of another size is scored on images made the way the real ones are (e.g. 28 px images at the 32 px protocol)."""
+    from sagan.data.datasets import pil_transform
+
+    resize = pil_transform(resolution, channels)
+    for b, x in batches:
+        if x.shape[-1] == x.shape[-2] == resolution:
+            yield b, x
+            continue
+        ims = [Image.fromarray(im[0].numpy() if im.shape[0] == 1 else im.permute(1, 2, 0).numpy()) for im in x]
+        arrs = [np.asarray(resize(im)) for im in ims]
+        out = torch.from_numpy(np.stack(arrs))
+        yield b, out[:, None] if out.dim() == 3 else out.permute(0, 3, 1, 2).contiguous()
+
+
 def _generated_files(folder: str | Path) -> list[Path]:
     from sagan.data.datasets import image_files
 
