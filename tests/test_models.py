@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from sagan import ConditionalBatchNorm2d, Discriminator, Generator, ModelConfig
 from sagan.layers.spectral import spectrally_normalised, weighted_layers
@@ -318,9 +319,28 @@ def test_g_start_makes_g_start_later_with_the_last_default_multipliers(arch):
     y = torch.tensor([0, 1, 2])
     x = G(torch.randn(3, 8), y)
     assert shapes == [(8, 8)] and x.shape == (3, 1, 32, 32) and Discriminator(cfg)(x, y).shape == (3,)
-    for bad in (3, 32, 64, -8):
-        with pytest.raises(ValueError, match="g_start must divide resolution 32"):
+    for bad in (17, 32, 64, -8):
+        with pytest.raises(ValueError, match="g_start must be from 1 to half the resolution"):
             ModelConfig(arch=arch, g_start=bad)
+
+
+def test_a_g_start_that_does_not_double_up_to_the_resolution_resizes_g_images():
+    """g_start=7 at 32 px: G's stages are 7, 14, 28 (the 28 px G), and its 28 px images are resized to 32 x 32
+    bilinearly (as 28 px data is resized for 32 px training), differentiably; D is the 32 px D."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="dcgan", num_classes=3, img_channels=1, z_dim=8, g_channels=8, d_channels=8, g_start=7,
+                      g_attn_resolutions=(14,), d_attn_resolutions=(16,))  # fmt: skip
+    assert cfg.g_feature_resolutions() == [7, 14, 28] and cfg.g_output_resolution() == 28
+    G = Generator(cfg)
+    made = []
+    G.out_conv.register_forward_hook(lambda m, i, o: made.append(o))
+    y = torch.tensor([0, 1, 2])
+    x = G(torch.randn(3, 8), y)
+    assert made[0].shape == (3, 1, 28, 28) and x.shape == (3, 1, 32, 32)
+    expected = F.interpolate(torch.tanh(made[0]), size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(x, expected)
+    Discriminator(cfg)(x, y).sum().backward()
+    assert G.out_conv.parametrizations.weight.original.grad.abs().sum() > 0
 
 
 def test_unconditional_bn_is_affine_bn():

@@ -66,8 +66,10 @@ class ModelConfig:
     """Architecture of G and D.
 
     `resolution` is s * 2**k with a start size s of 4 to 7 and k >= 1: a power of two >= 8 (s = 4), or e.g. 28
-    (s = 7, MNIST's native size). G starts at s x s, or at `g_start` x `g_start` where that is set (resolution =
-    g_start * 2**k, k >= 1: e.g. 8 at 32 px, three G stages 8-16-32 as the 28 px G's 7-14-28).
+    (s = 7, MNIST's native size). G starts at s x s, or at `g_start` x `g_start` where that is set (at most half the
+    resolution): e.g. 8 at 32 px, three G stages 8-16-32 as the 28 px G's 7-14-28. G doubles its maps while they fit
+    the resolution; where its last map is smaller (g_start 7 at 32 px: 7-14-28), its images are resized to the
+    resolution (bilinear, differentiable), as 28 px data is resized to 32 px.
     Channel counts are `g_channels * g_channel_mult[i]` (G stage at feature resolution s * 2**i) and
     `d_channels * d_channel_mult[i]` (D block i). Empty multiplier tuples take the default for `resolution`.
     Attention is inserted after the G stage / D block whose output has a listed feature resolution.
@@ -109,13 +111,8 @@ class ModelConfig:
             raise ValueError(
                 f"resolution must be s * 2**k with s in 4..7 and k >= 1 (a power of two >= 8, or e.g. 28), got {r}"
             )
-        if self.g_start and (
-            self.g_start < 1
-            or r % self.g_start
-            or (r // self.g_start) & (r // self.g_start - 1)
-            or r // self.g_start < 2
-        ):
-            raise ValueError(f"g_start must divide resolution {r} by a power of two >= 2, got {self.g_start}")
+        if self.g_start and not 1 <= self.g_start <= r // 2:
+            raise ValueError(f"g_start must be from 1 to half the resolution ({r // 2}), got {self.g_start}")
         if self.img_channels not in (1, 3):
             raise ValueError(f"img_channels must be 1 or 3, got {self.img_channels}")
         if self.num_classes < 0 or self.z_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
@@ -171,6 +168,11 @@ class ModelConfig:
         """G's first feature map's size: `g_start` where set, else s (4 to 7, resolution = s * 2**k): 4 for powers
         of two, 7 at 28 px."""
         return self.g_start or self.resolution >> (self.resolution.bit_length() - 3)
+
+    def g_output_resolution(self) -> int:
+        """The size of G's last feature map and of the images its output conv makes; G resizes them to `resolution`
+        where this is smaller (a `g_start` that does not double up to the resolution)."""
+        return self.g_feature_resolutions()[-1]
 
     def g_feature_resolutions(self) -> list[int]:
         """Output resolution of each G stage: s, 2s, ..., resolution (4, 8, ... for powers of two)."""

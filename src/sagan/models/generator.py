@@ -1,6 +1,6 @@
-"""SAGAN generator: linear -> 4x4 (7x7 at 28 px), up-blocks with conditional BN (residual, as the official code's
-`generator_test` and BigGAN-PyTorch's `Generator`, or DCGAN stages), self-attention at chosen feature
-resolutions, BN-ReLU-conv3-tanh."""
+"""SAGAN generator: linear -> 4x4 (7x7 at 28 px, or `g_start`), up-blocks with conditional BN (residual, as the
+official code's `generator_test` and BigGAN-PyTorch's `Generator`, or DCGAN stages), self-attention at chosen
+feature resolutions, BN-ReLU-conv3-tanh (then a bilinear resize where G's last map is smaller than the images)."""
 
 from __future__ import annotations
 
@@ -87,4 +87,8 @@ class Generator(nn.Module):
         h = h.contiguous(memory_format=self._memory_format())
         for block in self.blocks:
             h = block(h) if isinstance(block, SelfAttention2d) else block(h, y)
-        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+        x = torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+        if x.shape[-1] != self.cfg.resolution:  # a g_start that does not double up to it: resize, as data is resized
+            size = (self.cfg.resolution, self.cfg.resolution)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return x
