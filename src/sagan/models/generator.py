@@ -90,5 +90,5 @@ class Generator(nn.Module):
         x = torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
         if x.shape[-1] != self.cfg.resolution:  # a g_start that does not double up to it: resize, as data is resized
             size = (self.cfg.resolution, self.cfg.resolution)
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # upsampling: no antialias needed
         return x
