@@ -30,6 +30,7 @@ def test_info_prints_config_and_parameter_counts():
     [
         ("fashion-mnist-cpu", "0.93M", "0.66M"),
         ("fashion-mnist-28", "0.91M", "0.44M"),
+        ("fashion-mnist-g28", "0.91M", "0.66M"),
         ("fashion-mnist", "1.24M", "1.07M"),
         ("cifar10", "4.39M", "1.08M"),
     ],
