@@ -29,6 +29,7 @@ class Generator(nn.Module):
         self.cfg = cfg
         ch = [cfg.g_channels * m for m in cfg.g_channel_mult]
         self.start = cfg.start_resolution  # 4, or 7 at 28 px
+        self.resize = cfg.g_output_resolution() != cfg.resolution  # a g_start whose doublings fall short of it
         self.linear = nn.Linear(cfg.z_dim, ch[0] * self.start**2)
         self.blocks = nn.ModuleList()
         self.attn_names: dict[int, str] = {}  # index in blocks -> public name, e.g. "g32"
@@ -88,7 +89,7 @@ class Generator(nn.Module):
         for block in self.blocks:
             h = block(h) if isinstance(block, SelfAttention2d) else block(h, y)
         x = torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
-        if x.shape[-1] != self.cfg.resolution:  # a g_start that does not double up to it: resize, as data is resized
+        if self.resize:  # as 28 px data is resized to 32
             size = (self.cfg.resolution, self.cfg.resolution)
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # upsampling: no antialias needed
         return x
